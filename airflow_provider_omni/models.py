@@ -1,0 +1,554 @@
+"""Pydantic models of the OMNI payloads, following Infobip's OpenAPI document "OMNI Failover".
+
+Outgoing models (requests) are strict: unknown fields are refused and the client-side rules of
+the document and of Infobip's Viber guide are checked before anything is sent.  Incoming models
+(responses, reports, logs) are tolerant: unknown fields are kept, never fatal.
+
+Field names are Python style; ``model_dump(by_alias=True)`` (what :func:`to_payload` does) gives
+Infobip's camelCase.  Both spellings are accepted on input.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+import pendulum
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+# -- limits from the OpenAPI document and the guide ------------------------------------------------
+
+VIBER_TEXT_MAX = 1000
+VIBER_BUTTON_TEXT_MAX = 30
+VIBER_URL_MAX = 1000
+VIBER_VALIDITY_MIN = timedelta(seconds=35)
+VIBER_VALIDITY_MAX = timedelta(days=14)
+SMS_VALIDITY_MIN = timedelta(seconds=30)
+SMS_VALIDITY_MAX = timedelta(hours=48)
+CALLBACK_DATA_MAX = 4000
+SEND_AT_MAX_AHEAD = timedelta(days=180)
+MAX_DESTINATIONS_PER_REQUEST = 1000
+PHONE_NUMBER_RE = re.compile(r"^[1-9]\d{6,14}$")
+INFOBIP_DATETIME_FORMAT = "YYYY-MM-DDTHH:mm:ss.SSSZZ"
+
+
+class OmniChannel(str, enum.Enum):
+    """Channels an OMNI scenario step can use (``OmniChannel`` in the document)."""
+
+    SMS = "SMS"
+    EMAIL = "EMAIL"
+    VOICE = "VOICE"
+    PUSH = "PUSH"
+    VIBER = "VIBER"
+    LINE = "LINE"
+    VKONTAKTE = "VKONTAKTE"
+    KAKAO_CHINGU = "KAKAO_CHINGU"
+    KAKAO_ALIM = "KAKAO_ALIM"
+    WHATSAPP = "WHATSAPP"
+
+
+class TimeUnit(str, enum.Enum):
+    """Unit of ``validityPeriod``; Infobip's default is minutes."""
+
+    NANOSECONDS = "NANOSECONDS"
+    MICROSECONDS = "MICROSECONDS"
+    MILLISECONDS = "MILLISECONDS"
+    SECONDS = "SECONDS"
+    MINUTES = "MINUTES"
+    HOURS = "HOURS"
+    DAYS = "DAYS"
+
+    def to_timedelta(self, amount: int) -> timedelta:
+        """Return ``amount`` of this unit as a :class:`~datetime.timedelta`."""
+        return timedelta(microseconds=amount * _MICROSECONDS_PER_UNIT[self])
+
+
+_MICROSECONDS_PER_UNIT: dict[TimeUnit, float] = {
+    TimeUnit.NANOSECONDS: 1e-3,
+    TimeUnit.MICROSECONDS: 1,
+    TimeUnit.MILLISECONDS: 1e3,
+    TimeUnit.SECONDS: 1e6,
+    TimeUnit.MINUTES: 60e6,
+    TimeUnit.HOURS: 3600e6,
+    TimeUnit.DAYS: 86400e6,
+}
+
+
+class GeneralStatus(str, enum.Enum):
+    """Status groups (``status.groupName``) and the ``generalStatus`` filter of the logs."""
+
+    ACCEPTED = "ACCEPTED"
+    PENDING = "PENDING"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    DELIVERED = "DELIVERED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+
+# -- dates ------------------------------------------------------------------------------------------
+
+
+def parse_infobip_datetime(value: Any) -> datetime | None:
+    """Parse Infobip's ``2016-02-23T17:41:11.833+0100`` (offset without colon) to an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("datetime must be timezone-aware")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a date-time string, got {type(value).__name__}")
+    parsed = pendulum.parse(value)
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"{value!r} is not a date-time")
+    return parsed
+
+
+def format_infobip_datetime(value: datetime) -> str:
+    """Format an aware datetime the way Infobip writes them: ``yyyy-MM-dd'T'HH:mm:ss.SSSZ``."""
+    return pendulum.instance(value).format(INFOBIP_DATETIME_FORMAT)
+
+
+InfobipDateTime = Annotated[
+    datetime,
+    BeforeValidator(parse_infobip_datetime),
+    PlainSerializer(format_infobip_datetime, return_type=str, when_used="json-unless-none"),
+]
+
+
+#: A channel as Infobip reports it: an :class:`OmniChannel` when known, the raw text otherwise.
+ChannelValue = Annotated[OmniChannel | str, Field(union_mode="left_to_right")]
+
+
+# -- base classes -----------------------------------------------------------------------------------
+
+
+class _Outgoing(BaseModel):
+    """A payload we send: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+        use_enum_values=False,
+    )
+
+
+class _Incoming(BaseModel):
+    """A payload Infobip sends: camelCase on the wire, unknown fields kept."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+def to_payload(model: BaseModel) -> dict[str, Any]:
+    """Return the JSON-ready camelCase body of ``model``, without unset (None) fields."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# -- scenarios --------------------------------------------------------------------------------------
+
+
+class Step(_Outgoing):
+    """One step of a scenario flow: the channel and the sender used on it."""
+
+    channel: OmniChannel
+    sender: str | None = Field(default=None, alias="from", validation_alias=AliasChoices("from", "sender"))
+
+
+class ScenarioStep(_Incoming):
+    """A flow step as Infobip returns it (channel kept as text when it is one we do not know)."""
+
+    channel: ChannelValue
+    sender: str | None = Field(default=None, alias="from", validation_alias=AliasChoices("from", "sender"))
+
+
+class CreateOrUpdateScenarioRequest(_Outgoing):
+    """Body of ``POST /omni/1/scenarios`` and ``PUT /omni/1/scenarios/{key}``."""
+
+    name: str | None = None
+    flow: list[Step] = Field(min_length=1)
+    default: bool | None = None
+
+
+def _key_as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Scenario(_Incoming):
+    """A scenario as returned by Infobip; the document types ``key`` as int64, examples are hex text."""
+
+    key: Annotated[str, BeforeValidator(_key_as_text)]
+    name: str | None = None
+    flow: list[ScenarioStep] = Field(default_factory=list)
+    default: bool | None = None
+
+    def has_flow(self, flow: list[Step]) -> bool:
+        """Tell whether this scenario's flow is the same ordered channels and senders as ``flow``."""
+        mine = [(str(_channel_value(s.channel)), s.sender or None) for s in self.flow]
+        theirs = [(s.channel.value, s.sender or None) for s in flow]
+        return mine == theirs
+
+
+def _channel_value(channel: OmniChannel | str) -> str:
+    return channel.value if isinstance(channel, OmniChannel) else channel
+
+
+class ScenariosResponse(_Incoming):
+    """Body of ``GET /omni/1/scenarios``."""
+
+    scenarios: list[Scenario] = Field(default_factory=list)
+
+
+# -- the advanced message ---------------------------------------------------------------------------
+
+
+def normalize_phone_number(value: str) -> str:
+    """Return ``value`` as international digits (a leading ``+`` is dropped) or raise ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError(f"phone number must be text, got {type(value).__name__}")
+    digits = value[1:] if value.startswith("+") else value
+    if not PHONE_NUMBER_RE.match(digits):
+        raise ValueError(
+            f"{value!r} is not a phone number in international format: 7 to 15 digits with the "
+            "country code, no leading 0, no spaces (e.g. 41793026727)"
+        )
+    return digits
+
+
+class To(_Outgoing):
+    """The address of one destination."""
+
+    phone_number: str | None = None
+    email_address: str | None = None
+    push_registration_id: str | None = None
+    whats_app_user_id: str | None = Field(default=None, max_length=150)
+
+    @field_validator("phone_number")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_phone_number(value)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> To:
+        if not (self.phone_number or self.email_address or self.push_registration_id or self.whats_app_user_id):
+            raise ValueError("a destination needs an address: phoneNumber (or emailAddress, ...)")
+        return self
+
+
+class Destination(_Outgoing):
+    """One recipient of an advanced message, with an optional caller-chosen ``messageId``."""
+
+    message_id: str | None = Field(default=None, min_length=1, max_length=200)
+    to: To
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_phone_number(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"to": {"phoneNumber": value}}
+        return value
+
+
+class _ChannelData(_Outgoing):
+    """Fields common to every channel block."""
+
+    validity_period: int | None = Field(default=None, ge=1)
+    validity_period_time_unit: TimeUnit | None = None
+
+    _validity_min: ClassVar[timedelta] = timedelta(0)
+    _validity_max: ClassVar[timedelta] = timedelta.max
+    _channel_name: ClassVar[str] = ""
+
+    def validity(self) -> timedelta | None:
+        """Return the validity period as a timedelta, or None when Infobip's default applies."""
+        if self.validity_period is None:
+            return None
+        return (self.validity_period_time_unit or TimeUnit.MINUTES).to_timedelta(self.validity_period)
+
+    @model_validator(mode="after")
+    def _validity_in_range(self) -> _ChannelData:
+        validity = self.validity()
+        if validity is not None and not self._validity_min <= validity <= self._validity_max:
+            raise ValueError(
+                f"{self._channel_name}.validityPeriod is {_human(validity)}; it must be between "
+                f"{_human(self._validity_min)} and {_human(self._validity_max)}"
+            )
+        if self.validity_period_time_unit is not None and self.validity_period is None:
+            raise ValueError(f"{self._channel_name}.validityPeriodTimeUnit is set without validityPeriod")
+        return self
+
+
+def _human(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"
+
+
+class ViberData(_ChannelData):
+    """The Viber step: text, optional image and button, promotional flag, validity (35 s .. 14 days)."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=VIBER_TEXT_MAX)
+    image_url: str | None = Field(
+        default=None,
+        max_length=VIBER_URL_MAX,
+        alias="imageURL",
+        validation_alias=AliasChoices("imageURL", "imageUrl", "image_url"),
+    )
+    button_text: str | None = Field(default=None, min_length=1, max_length=VIBER_BUTTON_TEXT_MAX)
+    button_url: str | None = Field(
+        default=None,
+        max_length=VIBER_URL_MAX,
+        alias="buttonURL",
+        validation_alias=AliasChoices("buttonURL", "buttonUrl", "button_url"),
+    )
+    file_url: str | None = Field(default=None, pattern=r"^(https?)://.*$")
+    file_name: str | None = Field(default=None, max_length=25)
+    file_type: str | None = None
+    tracking_data: str | None = Field(default=None, max_length=100)
+    is_promotional: bool | None = None
+    force_primary_device: bool | None = None
+
+    _validity_min = VIBER_VALIDITY_MIN
+    _validity_max = VIBER_VALIDITY_MAX
+    _channel_name = "viber"
+
+    @model_validator(mode="after")
+    def _content_shape(self) -> ViberData:
+        if (self.button_text is None) != (self.button_url is None):
+            raise ValueError("viber.buttonText and viber.buttonURL must be given together")
+        if self.image_url and self.button_text and not self.text:
+            raise ValueError("viber: an image with a button needs viber.text too")
+        if self.button_text and not self.text:
+            raise ValueError("viber: a button needs viber.text")
+        if not (self.text or self.image_url or self.file_url):
+            raise ValueError("viber needs content: text, imageURL or fileUrl")
+        return self
+
+
+class SmsData(_ChannelData):
+    """The SMS step: text and validity (30 s .. 48 h)."""
+
+    text: str = Field(min_length=1)
+    transliteration: str | None = None
+    language: dict[str, Any] | None = None
+    regional: dict[str, Any] | None = None
+
+    _validity_min = SMS_VALIDITY_MIN
+    _validity_max = SMS_VALIDITY_MAX
+    _channel_name = "sms"
+
+
+class OmniAdvancedRequest(_Outgoing):
+    """Body of ``POST /omni/1/advanced``."""
+
+    scenario_key: str | None = Field(default=None, min_length=1)
+    bulk_id: str | None = Field(default=None, min_length=1, max_length=100)
+    destinations: list[Destination] = Field(min_length=1, max_length=MAX_DESTINATIONS_PER_REQUEST)
+    viber: ViberData | None = None
+    sms: SmsData | None = None
+    whats_app: dict[str, Any] | None = None
+    voice: dict[str, Any] | None = None
+    email: dict[str, Any] | None = None
+    push: dict[str, Any] | None = None
+    line: dict[str, Any] | None = None
+    kakao_chingu: dict[str, Any] | None = None
+    kakao_alim: dict[str, Any] | None = None
+    notify: bool | None = None
+    notify_url: str | None = Field(default=None, pattern=r"^https?://")
+    notify_content_type: Literal["application/json", "application/xml"] | None = None
+    intermediate_report: bool | None = None
+    callback_data: str | None = Field(default=None, max_length=CALLBACK_DATA_MAX)
+    send_at: InfobipDateTime | None = None
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at_ahead(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value - pendulum.now("UTC") >= SEND_AT_MAX_AHEAD:
+            raise ValueError("sendAt must be less than 180 days ahead")
+        return value
+
+    @model_validator(mode="after")
+    def _has_content(self) -> OmniAdvancedRequest:
+        blocks = (self.viber, self.sms, self.whats_app, self.voice, self.email, self.push, self.line)
+        if all(block is None for block in (*blocks, self.kakao_chingu, self.kakao_alim)):
+            raise ValueError("the request has no channel content: give at least viber or sms")
+        ids = [d.message_id for d in self.destinations if d.message_id]
+        if len(ids) != len(set(ids)):
+            raise ValueError("destinations[].messageId must be unique within a request")
+        return self
+
+
+# -- responses, reports, logs -----------------------------------------------------------------------
+
+
+class Status(_Incoming):
+    """A message status (``groupId``/``groupName`` + ``id``/``name``)."""
+
+    group_id: int | None = None
+    group_name: str | None = None
+    id: int | None = None
+    name: str | None = None
+    description: str | None = None
+    action: str | None = None
+
+
+class Error(_Incoming):
+    """The error of a report; ``permanent`` says whether a retry could ever succeed."""
+
+    group_id: int | None = None
+    group_name: str | None = None
+    id: int | None = None
+    name: str | None = None
+    description: str | None = None
+    permanent: bool | None = None
+
+
+class Price(_Incoming):
+    """Price of one message."""
+
+    price_per_message: float | None = None
+    currency: str | None = None
+
+
+class ResponseTo(_Incoming):
+    """The address echoed in a send response."""
+
+    phone_number: str | None = None
+    email_address: str | None = None
+    push_registration_id: str | None = None
+    whats_app_user_id: str | None = None
+
+
+class OmniResponseDetails(_Incoming):
+    """One accepted (or rejected) destination of a send."""
+
+    to: ResponseTo | None = None
+    status: Status | None = None
+    message_id: str | None = None
+
+
+class OmniResponse(_Incoming):
+    """Body of the ``POST /omni/1/advanced`` answer: an acceptance, not an outcome."""
+
+    bulk_id: str | None = None
+    messages: list[OmniResponseDetails] = Field(default_factory=list)
+
+
+class DeliveryReport(_Incoming):
+    """One delivery report from ``GET /omni/1/reports``; ``channel`` is the step that delivered."""
+
+    bulk_id: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    sent_at: InfobipDateTime | None = None
+    done_at: InfobipDateTime | None = None
+    message_count: int | None = None
+    mcc_mnc: str | None = None
+    price: Price | None = None
+    status: Status | None = None
+    error: Error | None = None
+    channel: ChannelValue | None = None
+    callback_data: str | None = None
+
+
+class DeliveryReports(_Incoming):
+    """Body of ``GET /omni/1/reports``."""
+
+    results: list[DeliveryReport] = Field(default_factory=list)
+
+
+class OmniLog(_Incoming):
+    """One row of ``GET /omni/1/logs``: like a report, without ``error``, re-readable for 48 h."""
+
+    bulk_id: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    sender: str | None = Field(default=None, alias="from", validation_alias=AliasChoices("from", "sender"))
+    text: str | None = None
+    sent_at: InfobipDateTime | None = None
+    done_at: InfobipDateTime | None = None
+    message_count: int | None = None
+    mcc_mnc: str | None = None
+    price: Price | None = None
+    status: Status | None = None
+    channel: ChannelValue | None = None
+
+
+class OmniLogsResponse(_Incoming):
+    """Body of ``GET /omni/1/logs``."""
+
+    results: list[OmniLog] = Field(default_factory=list)
+
+
+class OAuthToken(_Incoming):
+    """Answer of ``POST /auth/1/oauth2/token``."""
+
+    access_token: str = Field(alias="access_token")
+    expires_in: int = Field(default=3600, alias="expires_in")
+    token_type: str | None = Field(default=None, alias="token_type")
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+class ApiErrorDetails(_Incoming):
+    """``requestError.serviceException`` of the classic error envelope."""
+
+    message_id: str | None = None
+    text: str | None = None
+    validation_errors: dict[str, list[str]] | None = None
+
+
+class ApiRequestError(_Incoming):
+    """``requestError`` of the classic error envelope."""
+
+    service_exception: ApiErrorDetails | None = None
+
+
+class ApiError(_Incoming):
+    """Infobip's error body, in the classic form (``requestError.serviceException``) or the newer one
+    (``errorCode``, ``description``, ``action``, ``violations``, ``resources``)."""
+
+    request_error: ApiRequestError | None = None
+    error_code: str | None = None
+    description: str | None = None
+    action: str | None = None
+    violations: list[dict[str, Any]] | None = None
+    resources: list[Any] | None = None
+
+    @property
+    def code(self) -> str | None:
+        """The error identifier (``messageId`` of the classic form, ``errorCode`` of the newer)."""
+        details = self.request_error.service_exception if self.request_error else None
+        return (details.message_id if details else None) or self.error_code
+
+    @property
+    def text(self) -> str | None:
+        """The human-readable error text."""
+        details = self.request_error.service_exception if self.request_error else None
+        return (details.text if details else None) or self.description
+
+    @property
+    def validation_errors(self) -> dict[str, list[str]]:
+        """Field name to messages, from either envelope."""
+        details = self.request_error.service_exception if self.request_error else None
+        if details and details.validation_errors:
+            return dict(details.validation_errors)
+        errors: dict[str, list[str]] = {}
+        for violation in self.violations or []:
+            field = str(violation.get("property") or violation.get("field") or "request")
+            errors.setdefault(field, []).append(str(violation.get("violation") or violation.get("message")))
+        return errors
