@@ -1,0 +1,50 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11 and make):
+#   make demo   the example DAG end to end on a real local Airflow against the OMNI sandbox
+#   make test   the whole suite: ruff, mypy, unit, contract, sandbox, DAG, browser and tiny benchmarks
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(VENV)/bin/uv
+AIRFLOW_VERSION := 3.3.2
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint unit demo demo-up bench sandbox clean browser-deps
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install -q -c constraints.txt \
+	    "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check airflow_provider_omni tests example_dags bench scripts
+	$(BIN)/ruff format --check airflow_provider_omni tests example_dags bench scripts
+	$(BIN)/mypy
+
+browser-deps:
+	scripts/install_browser.sh
+
+test: venv browser-deps lint
+	$(BIN)/python -m pytest -q -ra
+
+unit: venv
+	$(BIN)/python -m pytest -q -m "not browser and not dag"
+
+demo: venv
+	scripts/demo.sh
+
+demo-up: venv
+	KEEP_RUNNING=1 scripts/demo.sh
+
+sandbox: venv
+	$(BIN)/omni-sandbox --port 8099 --time-scale 60
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .airflow-demo .airflow-test* artifacts
