@@ -13,9 +13,11 @@ class OmniError(AirflowException):
     :param error_code: Infobip's error identifier (``messageId`` or ``errorCode`` of the body).
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, error_code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error_code: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.status_code = status_code  # type: ignore[assignment]
         self.error_code = error_code
 
 

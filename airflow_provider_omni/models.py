@@ -44,7 +44,7 @@ PHONE_NUMBER_RE = re.compile(r"^[1-9]\d{6,14}$")
 INFOBIP_DATETIME_FORMAT = "YYYY-MM-DDTHH:mm:ss.SSSZZ"
 
 
-class OmniChannel(str, enum.Enum):
+class OmniChannel(enum.StrEnum):
     """Channels an OMNI scenario step can use (``OmniChannel`` in the document)."""
 
     SMS = "SMS"
@@ -59,7 +59,7 @@ class OmniChannel(str, enum.Enum):
     WHATSAPP = "WHATSAPP"
 
 
-class TimeUnit(str, enum.Enum):
+class TimeUnit(enum.StrEnum):
     """Unit of ``validityPeriod``; Infobip's default is minutes."""
 
     NANOSECONDS = "NANOSECONDS"
@@ -86,7 +86,7 @@ _MICROSECONDS_PER_UNIT: dict[TimeUnit, float] = {
 }
 
 
-class GeneralStatus(str, enum.Enum):
+class GeneralStatus(enum.StrEnum):
     """Status groups (``status.groupName``) and the ``generalStatus`` filter of the logs."""
 
     ACCEPTED = "ACCEPTED"
@@ -241,7 +241,9 @@ class To(_Outgoing):
 
     @model_validator(mode="after")
     def _one_address(self) -> To:
-        if not (self.phone_number or self.email_address or self.push_registration_id or self.whats_app_user_id):
+        if not (
+            self.phone_number or self.email_address or self.push_registration_id or self.whats_app_user_id
+        ):
             raise ValueError("a destination needs an address: phoneNumber (or emailAddress, ...)")
         return self
 
@@ -366,6 +368,7 @@ class OmniAdvancedRequest(_Outgoing):
     line: dict[str, Any] | None = None
     kakao_chingu: dict[str, Any] | None = None
     kakao_alim: dict[str, Any] | None = None
+    v_kontakte: dict[str, Any] | None = None
     notify: bool | None = None
     notify_url: str | None = Field(default=None, pattern=r"^https?://")
     notify_content_type: Literal["application/json", "application/xml"] | None = None
@@ -383,7 +386,7 @@ class OmniAdvancedRequest(_Outgoing):
     @model_validator(mode="after")
     def _has_content(self) -> OmniAdvancedRequest:
         blocks = (self.viber, self.sms, self.whats_app, self.voice, self.email, self.push, self.line)
-        if all(block is None for block in (*blocks, self.kakao_chingu, self.kakao_alim)):
+        if all(block is None for block in (*blocks, self.kakao_chingu, self.kakao_alim, self.v_kontakte)):
             raise ValueError("the request has no channel content: give at least viber or sms")
         ids = [d.message_id for d in self.destinations if d.message_id]
         if len(ids) != len(set(ids)):

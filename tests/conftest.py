@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ os.environ.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow.models.dagrun import DagRun
     from airflow.sdk import DAG
 

@@ -1,0 +1,224 @@
+"""Connection settings and authentication of the OMNI hook (no I/O here).
+
+Three schemes are supported, chosen by the connection extra ``auth_type``:
+
+* ``api_key`` (default): ``Authorization: App <key>``, the key in the Password field;
+* ``basic``: ``Authorization: Basic base64(login:password)``;
+* ``oauth2``: client credentials; the hook fetches a token from ``/auth/1/oauth2/token`` on the
+  same base URL and sends ``Authorization: Bearer <token>``. :class:`TokenCache` keeps it until
+  shortly before it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_omni.get_provider_info import CONN_FIELDS, CONNECTION_TYPE
+
+if TYPE_CHECKING:
+    from airflow_provider_omni.models import OAuthToken
+
+AUTH_API_KEY = "api_key"
+AUTH_BASIC = "basic"
+AUTH_OAUTH2 = "oauth2"
+AUTH_TYPES = (AUTH_API_KEY, AUTH_BASIC, AUTH_OAUTH2)
+
+DEFAULT_BASE_URL = "https://api.infobip.com"
+TOKEN_PATH = "/auth/1/oauth2/token"
+#: Refresh an OAuth2 token this many seconds before Infobip says it expires.
+TOKEN_REFRESH_MARGIN = 60.0
+
+_EXTRA_PREFIX = f"extra__{CONNECTION_TYPE}__"
+
+
+def _clock() -> float:
+    """Monotonic seconds; a module function so that tests can move time forward."""
+    return time.monotonic()
+
+
+def normalize_base_url(host: str | None, *, scheme: str | None = None, port: int | None = None) -> str:
+    """Return the base URL with a scheme and without a trailing slash.
+
+    ``xxxxx.api.infobip.com`` becomes ``https://xxxxx.api.infobip.com``; ``http://127.0.0.1:8080``
+    (a local sandbox) is kept as it is.
+
+    :param host: the connection's host, with or without scheme.
+    :param scheme: ``http`` or ``https`` when the host has none (the connection's schema field).
+    :param port: the connection's port, used when the host names none.
+    """
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        host = f"{scheme if scheme in ('http', 'https') else 'https'}://{host}"
+    parts = urlsplit(host)
+    if port and parts.port is None:
+        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
+    return host.rstrip("/")
+
+
+def _extra(extras: dict[str, Any], name: str) -> Any:
+    value = extras.get(name)
+    if value is None or value == "":
+        value = extras.get(f"{_EXTRA_PREFIX}{name}")
+    return None if value == "" else value
+
+
+def _default(name: str) -> Any:
+    return CONN_FIELDS[name]["schema"].get("default")
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"connection extra {name!r} must be true or false, got {value!r}")
+
+
+def _as_number(value: Any, name: str, kind: type[float] | type[int]) -> float | int:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"connection extra {name!r} must be a number, got {value!r}") from None
+    minimum = CONN_FIELDS[name]["schema"].get("minimum")
+    maximum = CONN_FIELDS[name]["schema"].get("maximum")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"connection extra {name!r} is {number}; allowed: {minimum} .. {maximum}")
+    return number
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything the hook needs from the Airflow connection, typed and with defaults.
+
+    The secret (API key, password or client secret) is kept out of ``repr``.
+    """
+
+    conn_id: str
+    base_url: str
+    auth_type: str
+    login: str | None
+    secret: str | None = field(repr=False)
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    verify_ssl: bool
+    show_full_numbers: bool
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        conn_id: str,
+        host: str | None,
+        login: str | None,
+        password: str | None,
+        extras: dict[str, Any],
+        schema: str | None = None,
+        port: int | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> ConnectionSettings:
+        """Read the connection fields and extras; constructor arguments in ``overrides`` win.
+
+        Extras are read by their bare name, falling back to ``extra__infobip_omni__<name>``.
+        """
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+        def pick(name: str) -> Any:
+            if name in overrides:
+                return overrides[name]
+            value = _extra(extras, name)
+            return _default(name) if value is None else value
+
+        auth_type = str(pick("auth_type")).strip().lower()
+        if auth_type not in AUTH_TYPES:
+            raise ValueError(f"connection extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}")
+        return cls(
+            conn_id=conn_id,
+            base_url=normalize_base_url(host, scheme=schema, port=port),
+            auth_type=auth_type,
+            login=login or None,
+            secret=password or None,
+            connect_timeout=float(_as_number(pick("connect_timeout"), "connect_timeout", float)),
+            read_timeout=float(_as_number(pick("read_timeout"), "read_timeout", float)),
+            max_retries=int(_as_number(pick("max_retries"), "max_retries", int)),
+            verify_ssl=_as_bool(pick("verify_ssl"), "verify_ssl"),
+            show_full_numbers=_as_bool(pick("show_full_numbers"), "show_full_numbers"),
+        )
+
+    def missing_credentials(self) -> str | None:
+        """Return what is missing from the connection for its auth type, or None."""
+        if not self.secret:
+            names = {AUTH_API_KEY: "API key", AUTH_BASIC: "password", AUTH_OAUTH2: "client secret"}
+            return f"the {names[self.auth_type]} (Password field of connection {self.conn_id!r}) is empty"
+        if self.auth_type in (AUTH_BASIC, AUTH_OAUTH2) and not self.login:
+            what = "username" if self.auth_type == AUTH_BASIC else "OAuth2 client id"
+            return f"the {what} (Login field of connection {self.conn_id!r}) is empty"
+        return None
+
+    def static_authorization(self) -> str | None:
+        """Return the ``Authorization`` header for ``api_key`` and ``basic``; None for ``oauth2``."""
+        if self.auth_type == AUTH_API_KEY:
+            return f"App {self.secret}"
+        if self.auth_type == AUTH_BASIC:
+            pair = f"{self.login}:{self.secret}".encode()
+            return f"Basic {base64.b64encode(pair).decode('ascii')}"
+        return None
+
+    def token_form(self) -> dict[str, str]:
+        """Return the form body of the OAuth2 client-credentials token request."""
+        return {
+            "client_id": self.login or "",
+            "client_secret": self.secret or "",
+            "grant_type": "client_credentials",
+        }
+
+    def secrets(self) -> list[str]:
+        """Return the secret strings that must never be printed."""
+        values = [self.secret] if self.secret else []
+        if self.secret and self.auth_type == AUTH_BASIC:
+            values.append(self.static_authorization() or "")
+            values.append(base64.b64encode(f"{self.login}:{self.secret}".encode()).decode("ascii"))
+        return [v for v in values if v]
+
+
+class TokenCache:
+    """One OAuth2 access token and the monotonic time until which it may be used."""
+
+    def __init__(self) -> None:
+        self._token: str | None = None
+        self._use_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"TokenCache(cached={self._token is not None})"
+
+    @property
+    def current(self) -> str | None:
+        """The token, when there is one that does not expire within the refresh margin."""
+        if self._token is not None and _clock() < self._use_until:
+            return self._token
+        return None
+
+    @property
+    def raw(self) -> str | None:
+        """The last token, expired or not (only to redact it from messages)."""
+        return self._token
+
+    def store(self, token: OAuthToken) -> str:
+        """Keep ``token`` until ``TOKEN_REFRESH_MARGIN`` seconds before its ``expires_in``."""
+        margin = min(TOKEN_REFRESH_MARGIN, token.expires_in / 2)
+        self._token = token.access_token
+        self._use_until = _clock() + token.expires_in - margin
+        return token.access_token
+
+    def invalidate(self) -> None:
+        """Forget the token (after a 401), so that the next request fetches a new one."""
+        self._use_until = 0.0

@@ -1,0 +1,330 @@
+"""Retry policy and error mapping shared by the sync (requests) and async (httpx) paths of the hook.
+
+The retry rule, in one place:
+
+* A request is retried (exponential backoff with jitter, up to ``max_retries`` times) when it
+  certainly had no effect, or when repeating it is harmless:
+
+  - the connection could not be opened (refused, DNS, connect timeout): nothing was sent;
+  - Infobip answered 429: the request was refused before processing, whatever the method
+    (``Retry-After`` is honoured, capped);
+  - GET and PUT (idempotent) also on 5xx, read timeouts and connections dropped mid-request.
+
+* A non-idempotent POST is never retried after an *ambiguous* failure (5xx, read timeout,
+  connection dropped after the request was written): Infobip may have processed it. For
+  ``POST /omni/1/advanced`` this raises :class:`OmniSendUncertainError`; the caller must look the
+  bulk id up in ``/omni/1/logs`` before sending again.
+
+* 400, 401, 403 and 404 are never retried: repeating them cannot help.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from airflow_provider_omni.exceptions import (
+    OmniAuthError,
+    OmniError,
+    OmniNotFoundError,
+    OmniRateLimitError,
+    OmniSendUncertainError,
+    OmniServerError,
+    OmniValidationError,
+)
+from airflow_provider_omni.models import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+SEND_PATH = "/omni/1/advanced"
+RETRY_AFTER_CAP = 60.0
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Return the seconds of a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, and how long a ``Retry-After`` may make us wait."""
+
+    max_retries: int
+    backoff_base: float = BACKOFF_BASE
+    backoff_max: float = BACKOFF_MAX
+    retry_after_cap: float = RETRY_AFTER_CAP
+
+    def delay(self, retry_number: int, retry_after: float | None = None) -> float:
+        """Return the seconds to wait before retry ``retry_number`` (0-based).
+
+        ``Retry-After`` wins when given (capped at ``retry_after_cap``); otherwise
+        ``base * 2**n`` capped at ``backoff_max``, of which a random half is jitter.
+        """
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        ceiling = min(self.backoff_max, self.backoff_base * (2**retry_number))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+_QUERY_RE = re.compile(r"\?[^\s)'\"]*")
+
+
+def describe_exception(error: BaseException) -> str:
+    """Return ``Type: message`` of a transport error with URL query strings removed (they may hold
+    phone numbers)."""
+    return f"{type(error).__name__}: {_QUERY_RE.sub('?...', str(error))}"
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in ``text`` with ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_error_body(body: bytes | str) -> ApiError | None:
+    """Parse an Infobip error body (either envelope); None when it is not JSON or not an object."""
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return ApiError.model_validate(data)
+    except ValidationError:
+        return None
+
+
+_SCOPES = {
+    "/omni/1/scenarios": "omni-failover:manage",
+    "/omni/1/advanced": "message:send or omni-failover:message:send",
+    "/omni/1/reports": "message:send or omni-failover:message:send",
+    "/omni/1/logs": "omni-failover:logs:read or omni-failover:manage",
+}
+
+
+def _scope_for(path: str) -> str:
+    for prefix, scope in _SCOPES.items():
+        if path.startswith(prefix):
+            return scope
+    return "omni-failover:*"
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What is being requested, for messages and for the retry decision."""
+
+    method: str
+    path: str
+    base_url: str
+    conn_id: str
+    auth_type: str
+    idempotent: bool
+    bulk_id: str | None = None
+
+    @property
+    def is_send(self) -> bool:
+        return self.method == "POST" and self.path == SEND_PATH
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _body_summary(api_error: ApiError | None, body: bytes | str) -> tuple[str | None, str]:
+    if api_error is not None and (api_error.code or api_error.text):
+        return api_error.code, ": ".join(p for p in (api_error.code, api_error.text) if p)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return None, (text[:200] + "...") if len(text) > 200 else (text or "no body")
+
+
+def error_for_status(
+    info: RequestInfo,
+    status: int,
+    body: bytes | str,
+    retry_after: float | None,
+) -> OmniError:
+    """Map an HTTP error answer to the provider's exception, with a message that says what to fix."""
+    api_error = parse_error_body(body)
+    code, summary = _body_summary(api_error, body)
+    where = f"{info.label} on {info.base_url}"
+    if status == 400:
+        errors = api_error.validation_errors if api_error else {}
+        details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in errors.items())
+        message = f"Infobip rejected {where} as invalid (400 {summary})"
+        return OmniValidationError(
+            f"{message}: {details}" if details else message,
+            validation_errors=errors,
+            status_code=status,
+            error_code=code,
+        )
+    if status == 401:
+        return OmniAuthError(_unauthorized_message(info, summary), status_code=status, error_code=code)
+    if status == 403:
+        return OmniAuthError(
+            f"Infobip refused {where} (403 {summary}): the credentials of connection {info.conn_id!r} "
+            f"are valid but lack the scope {_scope_for(info.path)}. Give the API key that scope in "
+            "the Infobip portal (API keys > scopes), or use another key.",
+            status_code=status,
+            error_code=code,
+        )
+    if status == 404:
+        return OmniNotFoundError(f"Not found: {where} (404 {summary})", status_code=status, error_code=code)
+    if status == 429:
+        wait = f"; Infobip asked to wait {retry_after:g} s" if retry_after is not None else ""
+        return OmniRateLimitError(
+            f"Rate limited by Infobip on {where} (429 {summary}){wait}. Scenario creation is limited to "
+            "20 and updates to 40 per 10 minutes, logs to 120 per minute.",
+            retry_after=retry_after,
+            status_code=status,
+            error_code=code,
+        )
+    if status >= 500:
+        return server_error(info, f"Infobip answered {status} ({summary})", status_code=status, code=code)
+    return OmniError(f"Unexpected answer to {where}: {status} {summary}", status_code=status, error_code=code)
+
+
+def _unauthorized_message(info: RequestInfo, summary: str) -> str:
+    if info.auth_type == "api_key":
+        fix = (
+            "check the API key in the Password field: it may be mistyped, revoked or expired (Infobip "
+            "API keys carry an expiry date)"
+        )
+    elif info.auth_type == "basic":
+        fix = "check the username (Login) and password (Password)"
+    else:
+        fix = "check the OAuth2 client id (Login) and client secret (Password)"
+    return (
+        f"Infobip refused the credentials of connection {info.conn_id!r} for {info.label} (401 {summary}): "
+        f"{fix}. Also check that the Base URL {info.base_url} is your account's personal base URL "
+        "(xxxxx.api.infobip.com, shown in the Infobip portal) and that the key has the scopes "
+        "omni-failover:* / message:send."
+    )
+
+
+def server_error(
+    info: RequestInfo, what: str, *, status_code: int | None = None, code: str | None = None
+) -> OmniError:
+    """Return the error for a 5xx or a transport failure, uncertain for a send."""
+    if info.is_send:
+        bulk = f"bulkId {info.bulk_id!r}" if info.bulk_id else "its message ids"
+        return OmniSendUncertainError(
+            f"{what} while sending {info.label} on {info.base_url}: the message MAY have been sent. "
+            f"It was not retried, to avoid a duplicate. Check GET /omni/1/logs by {bulk} before "
+            "sending again.",
+            bulk_id=info.bulk_id,
+            status_code=status_code,
+            error_code=code,
+        )
+    if info.method == "POST" and not info.idempotent:
+        return OmniServerError(
+            f"{what} on {info.label} ({info.base_url}); it was not retried because it may have been "
+            "processed. List the scenarios before creating it again.",
+            status_code=status_code,
+            error_code=code,
+        )
+    return OmniServerError(
+        f"{what} on {info.label} ({info.base_url})", status_code=status_code, error_code=code
+    )
+
+
+def is_retryable_status(info: RequestInfo, status: int) -> bool:
+    """429 always (nothing was processed); 5xx only for idempotent requests."""
+    return status == 429 or (status >= 500 and info.idempotent)
+
+
+class Attempts:
+    """Counts the attempts of one request and decides, after each failure, whether to wait and retry.
+
+    :param info: the request.
+    :param policy: the retry policy.
+    :param logger: where retries are logged.
+    :param redactor: removes secrets from an exception message before it is raised.
+    """
+
+    def __init__(
+        self,
+        info: RequestInfo,
+        policy: RetryPolicy,
+        logger: logging.Logger | Any,
+        redactor: Callable[[str], str] | None = None,
+    ) -> None:
+        self.info = info
+        self.redactor = redactor or (lambda text: text)
+        self.policy = policy
+        self.logger = logger
+        self.retries = 0
+
+    def _retry_or_raise(
+        self, error: OmniError, retryable: bool, retry_after: float | None, reason: str
+    ) -> float:
+        if not retryable or self.retries >= self.policy.max_retries:
+            message = str(error.args[0]) if error.args else type(error).__name__
+            if retryable and self.retries:
+                message = f"{message} (gave up after {self.retries + 1} attempts)"
+            error.args = (self.redactor(message),)
+            raise error
+        delay = self.policy.delay(self.retries, retry_after)
+        self.retries += 1
+        self.logger.warning(
+            "%s failed (%s); retry %d of %d in %.1f s",
+            self.info.label,
+            reason,
+            self.retries,
+            self.policy.max_retries,
+            delay,
+        )
+        return delay
+
+    def after_status(self, status: int, body: bytes | str, retry_after_header: str | None) -> float:
+        """Return the seconds to wait before retrying an error answer, or raise its exception."""
+        retry_after = parse_retry_after(retry_after_header)
+        error = error_for_status(self.info, status, body, retry_after)
+        return self._retry_or_raise(
+            error, is_retryable_status(self.info, status), retry_after, f"HTTP {status}"
+        )
+
+    def after_transport_error(self, error: BaseException, *, sent: bool) -> float:
+        """Return the seconds to wait before retrying a transport failure, or raise.
+
+        :param sent: False when the connection was never opened (nothing left this machine);
+            True when the request may have reached Infobip (read timeout, dropped connection).
+        """
+        description = describe_exception(error)
+        if not sent:
+            failure = OmniServerError(
+                f"Could not connect to {self.info.base_url} for {self.info.label} ({description}). "
+                "Check the Base URL of the connection and the network."
+            )
+            return self._retry_or_raise(failure, True, None, type(error).__name__)
+        uncertain = server_error(self.info, f"The request failed without an answer ({description})")
+        return self._retry_or_raise(uncertain, self.info.idempotent, None, type(error).__name__)

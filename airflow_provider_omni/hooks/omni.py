@@ -1,0 +1,970 @@
+"""The OMNI hook: Airflow connection -> auth -> HTTP session, retries and typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import requests
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from airflow_provider_omni import __version__
+from airflow_provider_omni.exceptions import (
+    OmniAuthError,
+    OmniError,
+    OmniSendUncertainError,
+    OmniServerError,
+    OmniValidationError,
+)
+from airflow_provider_omni.get_provider_info import (
+    CONN_FIELDS,
+    CONNECTION_TYPE,
+    HOOK_NAME,
+    UI_FIELD_BEHAVIOUR,
+)
+from airflow_provider_omni.hooks._auth import AUTH_OAUTH2, TOKEN_PATH, ConnectionSettings, TokenCache
+from airflow_provider_omni.hooks._http import (
+    SEND_PATH,
+    Attempts,
+    RequestInfo,
+    RetryPolicy,
+    redact,
+)
+from airflow_provider_omni.models import (
+    CreateOrUpdateScenarioRequest,
+    DeliveryReport,
+    DeliveryReports,
+    GeneralStatus,
+    OAuthToken,
+    OmniAdvancedRequest,
+    OmniChannel,
+    OmniLog,
+    OmniLogsResponse,
+    OmniResponse,
+    Scenario,
+    ScenariosResponse,
+    Step,
+    format_infobip_datetime,
+    to_payload,
+)
+from airflow_provider_omni.privacy import shorten_phone_number
+
+try:
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - Airflow without the task SDK
+    from airflow.providers.common.compat.sdk import BaseHook  # type: ignore[no-redef]
+
+try:
+    from airflow.sdk.log import mask_secret
+except ImportError:  # pragma: no cover - older Airflow
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined]
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
+    from airflow.sdk import Connection
+
+SCENARIOS_PATH = "/omni/1/scenarios"
+REPORTS_PATH = "/omni/1/reports"
+LOGS_PATH = "/omni/1/logs"
+MAX_RESULTS = 1000
+_MAX_ERRORS_IN_MESSAGE = 20
+_LOGGED_NUMBERS = 3
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _sleep(seconds: float) -> None:
+    """Wait between retries (a module function so that tests can skip the wait)."""
+    time.sleep(seconds)
+
+
+async def _asleep(seconds: float) -> None:
+    """Wait between retries on the event loop (patched in tests)."""
+    await asyncio.sleep(seconds)
+
+
+def _user_agent() -> str:
+    try:
+        from airflow import __version__ as airflow_version
+    except ImportError:  # pragma: no cover
+        airflow_version = "unknown"
+    return f"airflow-provider-omni/{__version__} apache-airflow/{airflow_version}"
+
+
+# -- client-side validation ---------------------------------------------------------------------
+
+_WIRE_NAMES = {
+    "image_url": "imageURL",
+    "imageUrl": "imageURL",
+    "button_url": "buttonURL",
+    "buttonUrl": "buttonURL",
+}
+_WIRE_NAMES.update({"sender": "from"})
+
+
+def _wire_path(loc: Sequence[int | str]) -> str:
+    """Return a pydantic error location as Infobip's camelCase path: ``destinations[3].to.phoneNumber``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            name = _WIRE_NAMES.get(part) or (to_camel(part) if "_" in part else part)
+            path += f".{name}" if path else name
+    return path
+
+
+def validation_error_from_pydantic(error: ValidationError, what: str) -> OmniValidationError:
+    """Turn a pydantic error into :class:`OmniValidationError` naming each field the Infobip way.
+
+    :param error: the pydantic error.
+    :param what: what was being validated, e.g. ``"The OMNI message"``.
+    """
+    errors: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False):
+        path = _wire_path(item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        field = path or "request"
+        first_word = message.split(" ", 1)[0].rstrip(":;,.")
+        if (path and first_word.startswith(f"{path}.")) or (not path and "." in first_word):
+            field = first_word
+        if "input" in item and item["type"] in ("string_too_long", "too_long"):
+            message = f"{message} (got {len(item['input'])})"
+        errors.setdefault(field, []).append(message)
+    lines = [
+        msg if msg.startswith(field) else f"{field}: {msg}" for field, msgs in errors.items() for msg in msgs
+    ]
+    shown = lines[:_MAX_ERRORS_IN_MESSAGE]
+    more = f"\n  ... and {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
+    text = "\n  ".join(shown)
+    return OmniValidationError(
+        f"{what} is invalid ({len(lines)} error(s)); nothing was sent:\n  {text}{more}",
+        validation_errors=errors,
+    )
+
+
+def _validated(model: type[M], value: M | Mapping[str, Any], what: str) -> M:
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True, exclude_none=True)
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        raise validation_error_from_pydantic(err, what) from None
+
+
+def _parse(model: type[M], data: Any, info: RequestInfo) -> M:
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as err:
+        message = (
+            f"Unexpected answer to {info.label} on {info.base_url}: {err.error_count()} field(s) unreadable"
+        )
+        if info.is_send:
+            raise OmniSendUncertainError(
+                f"{message}. Infobip accepted the request (HTTP 2xx) but its answer could not be read; "
+                "check GET /omni/1/logs by bulkId before sending again.",
+                bulk_id=info.bulk_id,
+            ) from None
+        raise OmniError(message) from None
+
+
+# -- query parameters ---------------------------------------------------------------------------
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _enum_value(value: Any, enum: type[GeneralStatus] | type[OmniChannel], name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum):
+        return value.value
+    try:
+        return enum(str(value).strip().upper()).value
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise OmniValidationError(
+            f"{name}: {value!r} is not one of {allowed}", validation_errors={name: [f"not one of {allowed}"]}
+        ) from None
+
+
+def _datetime_value(value: datetime | str | None, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise OmniValidationError(
+            f"{name}: the datetime must be timezone-aware", validation_errors={name: ["naive datetime"]}
+        )
+    return format_infobip_datetime(value)
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_RESULTS:
+        raise OmniValidationError(
+            f"limit: {limit} is out of range 1 .. {MAX_RESULTS}", validation_errors={"limit": ["1 .. 1000"]}
+        )
+    return limit
+
+
+def reports_params(
+    bulk_id: str | None = None,
+    message_id: str | None = None,
+    limit: int = MAX_RESULTS,
+    channel: OmniChannel | str | None = None,
+) -> dict[str, Any]:
+    """Return the query of ``GET /omni/1/reports`` (unset filters left out)."""
+    params = {
+        "bulkId": bulk_id,
+        "messageId": message_id,
+        "limit": _check_limit(limit),
+        "channel": _enum_value(channel, OmniChannel, "channel"),
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def logs_params(
+    *,
+    bulk_id: str | Sequence[str] | None = None,
+    message_id: str | Sequence[str] | None = None,
+    sender: str | None = None,
+    to: str | None = None,
+    general_status: GeneralStatus | str | None = None,
+    channel: OmniChannel | str | None = None,
+    sent_since: datetime | str | None = None,
+    sent_until: datetime | str | None = None,
+    limit: int = MAX_RESULTS,
+    mcc: str | None = None,
+    mnc: str | None = None,
+) -> dict[str, Any]:
+    """Return the query of ``GET /omni/1/logs``; list values are sent as repeated parameters."""
+    params = {
+        "from": sender,
+        "to": to,
+        "bulkId": _as_list(bulk_id),
+        "messageId": _as_list(message_id),
+        "generalStatus": _enum_value(general_status, GeneralStatus, "generalStatus"),
+        "channel": _enum_value(channel, OmniChannel, "channel"),
+        "sentSince": _datetime_value(sent_since, "sentSince"),
+        "sentUntil": _datetime_value(sent_until, "sentUntil"),
+        "limit": _check_limit(limit),
+        "mcc": mcc,
+        "mnc": mnc,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _reached_server(error: BaseException) -> bool:
+    """Tell whether a requests error may have happened after the request was written.
+
+    A connect timeout or a refused / unresolvable connection happen before anything is sent.
+    """
+    if isinstance(error, requests.ConnectTimeout):
+        return False
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (NewConnectionError, ConnectTimeoutError)):
+            return False
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__, *current.args]
+        stack.extend(e for e in nested if isinstance(e, BaseException))
+    return True
+
+
+def _areached_server(error: httpx.HTTPError) -> bool:
+    """Tell whether an httpx error may have happened after the request was written."""
+    return not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+# -- the hook -----------------------------------------------------------------------------------
+
+
+class OmniHook(BaseHook):
+    """Talk to Infobip's OMNI failover API (``/omni/1/...``): scenarios, sends, reports, logs.
+
+    The connection (type ``infobip_omni``) holds the personal base URL in Host (``https://`` is
+    added when missing; ``http://`` is kept for a local sandbox), the API key (or password, or
+    OAuth2 client secret) in Password, the username or OAuth2 client id in Login, and the extras
+    ``auth_type``, ``connect_timeout``, ``read_timeout``, ``max_retries``, ``verify_ssl`` and
+    ``show_full_numbers``.
+
+    Retries (exponential backoff with jitter, up to ``max_retries``):
+
+    * GET and PUT are retried on connection errors, timeouts, 429 (``Retry-After`` honoured, capped
+      at 60 s) and 5xx;
+    * every request, POST included, is retried when it certainly had no effect: the connection
+      could not be opened (refused, DNS, connect timeout), or Infobip answered 429;
+    * ``POST /omni/1/advanced`` (a send) is **never** retried after an ambiguous failure (read
+      timeout, 5xx, connection dropped after the request was written): it raises
+      :class:`~airflow_provider_omni.exceptions.OmniSendUncertainError`, because the message may
+      have gone out. Look its bulk id up in :meth:`get_logs` before sending again.
+      ``POST /omni/1/scenarios`` is not retried after an ambiguous failure either;
+    * 400, 401, 403 and 404 are never retried. With OAuth2, a 401 refreshes the token once.
+
+    Secrets (API key, password, client secret, access token) never appear in messages, logs or
+    ``repr``; phone numbers in log lines are shortened unless ``show_full_numbers`` is set.
+
+    :param omni_conn_id: the Airflow connection id.
+    :param connect_timeout: seconds to open a connection; overrides the connection extra.
+    :param read_timeout: seconds to wait for an answer; overrides the connection extra.
+    :param max_retries: retries of a request; overrides the connection extra.
+    """
+
+    conn_name_attr = "omni_conn_id"
+    default_conn_name = "omni_default"
+    conn_type = CONNECTION_TYPE
+    hook_name = HOOK_NAME
+
+    def __init__(
+        self,
+        omni_conn_id: str = default_conn_name,
+        *,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.omni_conn_id = omni_conn_id
+        self._overrides: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "max_retries": max_retries,
+        }
+        self._settings: ConnectionSettings | None = None
+        self._tokens = TokenCache()
+        #: An httpx transport for the async client (tests inject ``httpx.MockTransport``).
+        self._async_transport: httpx.AsyncBaseTransport | None = None
+
+    def __repr__(self) -> str:
+        base_url = f", base_url={self._settings.base_url!r}" if self._settings else ""
+        return f"{type(self).__name__}(omni_conn_id={self.omni_conn_id!r}{base_url})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _settings_from(self, conn: Connection, extras: dict[str, Any]) -> ConnectionSettings:
+        try:
+            return ConnectionSettings.build(
+                conn_id=self.omni_conn_id,
+                host=conn.host,
+                login=conn.login,
+                password=conn.password,
+                extras=extras,
+                schema=conn.schema,
+                port=conn.port,
+                overrides=self._overrides,
+            )
+        except ValueError as err:
+            raise OmniValidationError(f"Connection {self.omni_conn_id!r}: {err}") from None
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """The connection's typed settings (read once per hook)."""
+        if self._settings is None:
+            conn = self.get_connection(self.omni_conn_id)
+            self._settings = self._settings_from(conn, conn.extra_dejson)
+        return self._settings
+
+    async def _asettings(self) -> ConnectionSettings:
+        if self._settings is None:
+            conn = await _get_async_connection(self.omni_conn_id)
+            extras = await _get_async_extra(conn)
+            self._settings = self._settings_from(conn, extras)
+        return self._settings
+
+    @property
+    def base_url(self) -> str:
+        """The personal base URL, with scheme, without trailing slash."""
+        return self.settings.base_url
+
+    @property
+    def show_full_numbers(self) -> bool:
+        """Whether log lines may show full phone numbers (connection extra ``show_full_numbers``)."""
+        return self.settings.show_full_numbers
+
+    @property
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.settings.max_retries)
+
+    def _secrets(self) -> list[str]:
+        secrets = self._settings.secrets() if self._settings else []
+        return [*secrets, self._tokens.raw or ""]
+
+    def _info(
+        self, method: str, path: str, *, idempotent: bool | None = None, bulk_id: str | None = None
+    ) -> RequestInfo:
+        settings = self.settings
+        return RequestInfo(
+            method=method,
+            path=path,
+            base_url=settings.base_url,
+            conn_id=settings.conn_id,
+            auth_type=settings.auth_type,
+            idempotent=method in ("GET", "PUT") if idempotent is None else idempotent,
+            bulk_id=bulk_id,
+        )
+
+    def _number(self, number: str | None) -> str:
+        return shorten_phone_number(number, full=self.show_full_numbers)
+
+    # -- sync HTTP ----------------------------------------------------------------------------
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """One pooled session per hook, with the provider's User-Agent and JSON headers."""
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({"User-Agent": _user_agent(), "Accept": "application/json"})
+        session.verify = self.settings.verify_ssl
+        return session
+
+    def get_conn(self) -> requests.Session:
+        """Return the pooled :class:`requests.Session` (auth is added per request)."""
+        return self.session
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return (self.settings.connect_timeout, self.settings.read_timeout)
+
+    def _check_credentials(self) -> None:
+        problem = self.settings.missing_credentials()
+        if problem:
+            raise OmniAuthError(f"Cannot call Infobip: {problem}.")
+
+    def _authorization(self) -> str:
+        self._check_credentials()
+        static = self.settings.static_authorization()
+        if static is not None:
+            return static
+        return f"Bearer {self._tokens.current or self._fetch_token()}"
+
+    def _fetch_token(self) -> str:
+        info = self._info("POST", TOKEN_PATH, idempotent=True)
+        attempts = Attempts(info, self._policy, self.log, self._redact)
+        while True:
+            try:
+                response = self.session.post(
+                    self.base_url + TOKEN_PATH,
+                    data=self.settings.token_form(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as err:
+                _sleep(attempts.after_transport_error(err, sent=_reached_server(err)))
+                continue
+            if response.status_code < 400:
+                return self._store_token(response.content, info)
+            self._raise_if_token_refused(response.status_code, response.content, info)
+            content, retry_after = response.content, response.headers.get("Retry-After")
+            status = response.status_code
+            _sleep(attempts.after_status(status, content, retry_after))
+
+    def _raise_if_token_refused(self, status: int, content: bytes, info: RequestInfo) -> None:
+        if status in (400, 401, 403):
+            raise OmniAuthError(
+                self._redact(
+                    f"Infobip refused the OAuth2 client credentials of connection {self.omni_conn_id!r} "
+                    f"({status} on {info.label}, {info.base_url}): check the client id (Login) and client "
+                    "secret (Password), and that the Base URL is your personal base URL."
+                ),
+                status_code=status,
+            )
+
+    def _store_token(self, content: bytes, info: RequestInfo) -> str:
+        token = _parse(OAuthToken, _json(content, info), info)
+        mask_secret(token.access_token)
+        self.log.debug("Fetched an OAuth2 access token valid for %d s", token.expires_in)
+        return self._tokens.store(token)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets())
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        idempotent: bool | None = None,
+        bulk_id: str | None = None,
+    ) -> Any:
+        """Send one API request with the retry rule of the class docstring; return the JSON body."""
+        info = self._info(method, path, idempotent=idempotent, bulk_id=bulk_id)
+        attempts = Attempts(info, self._policy, self.log, self._redact)
+        refreshed = False
+        while True:
+            headers = {"Authorization": self._authorization()}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            self.log.debug("%s %s (attempt %d)", method, path, attempts.retries + 1)
+            try:
+                response = self.session.request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as err:
+                _sleep(attempts.after_transport_error(err, sent=_reached_server(err)))
+                continue
+            status = response.status_code
+            if status < 400:
+                return _json(response.content, info)
+            if status == 401 and self.settings.auth_type == AUTH_OAUTH2 and not refreshed:
+                self.log.info("Infobip answered 401 to %s; refreshing the OAuth2 token once", info.label)
+                self._tokens.invalidate()
+                refreshed = True
+                continue
+            content, retry_after = response.content, response.headers.get("Retry-After")
+            _sleep(attempts.after_status(status, content, retry_after))
+
+    # -- async HTTP (for triggers: GET only) ----------------------------------------------------
+
+    def _async_client(self, settings: ConnectionSettings) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            verify=settings.verify_ssl,
+            headers={"User-Agent": _user_agent(), "Accept": "application/json"},
+            transport=self._async_transport,
+        )
+
+    async def _aauthorization(self, client: httpx.AsyncClient) -> str:
+        self._check_credentials()
+        static = self.settings.static_authorization()
+        if static is not None:
+            return static
+        return f"Bearer {self._tokens.current or await self._afetch_token(client)}"
+
+    async def _afetch_token(self, client: httpx.AsyncClient) -> str:
+        info = self._info("POST", TOKEN_PATH, idempotent=True)
+        attempts = Attempts(info, self._policy, self.log, self._redact)
+        while True:
+            try:
+                response = await client.post(self.base_url + TOKEN_PATH, data=self.settings.token_form())
+            except httpx.HTTPError as err:
+                await _asleep(attempts.after_transport_error(err, sent=_areached_server(err)))
+                continue
+            if response.status_code < 400:
+                return self._store_token(response.content, info)
+            self._raise_if_token_refused(response.status_code, response.content, info)
+            content, retry_after = response.content, response.headers.get("Retry-After")
+            status = response.status_code
+            await _asleep(attempts.after_status(status, content, retry_after))
+
+    async def _arequest(self, path: str, params: dict[str, Any]) -> Any:
+        """Async GET with the same auth, retry rule and error mapping as :meth:`_request`."""
+        await self._asettings()
+        info = self._info("GET", path)
+        attempts = Attempts(info, self._policy, self.log, self._redact)
+        refreshed = False
+        async with self._async_client(self.settings) as client:
+            while True:
+                headers = {"Authorization": await self._aauthorization(client)}
+                try:
+                    response = await client.get(self.base_url + path, params=params, headers=headers)
+                except httpx.HTTPError as err:
+                    delay = attempts.after_transport_error(err, sent=_areached_server(err))
+                    await _asleep(delay)
+                    continue
+                status = response.status_code
+                if status < 400:
+                    return _json(response.content, info)
+                if status == 401 and self.settings.auth_type == AUTH_OAUTH2 and not refreshed:
+                    self._tokens.invalidate()
+                    refreshed = True
+                    continue
+                content, retry_after = response.content, response.headers.get("Retry-After")
+                await _asleep(attempts.after_status(status, content, retry_after))
+
+    # -- scenarios ----------------------------------------------------------------------------
+
+    def list_scenarios(
+        self, is_default: bool | None = None, limit: int = 100, page: int = 0
+    ) -> list[Scenario]:
+        """Return one page of the account's scenarios.
+
+        :param is_default: only the default scenario (True) or only the others (False).
+        :param limit: page size (Infobip's default is 100).
+        :param page: zero-based page number.
+        """
+        params: dict[str, Any] = {"limit": limit, "page": page}
+        if is_default is not None:
+            params["isDefault"] = "true" if is_default else "false"
+        data = self._request("GET", SCENARIOS_PATH, params=params)
+        return _parse(ScenariosResponse, data, self._info("GET", SCENARIOS_PATH)).scenarios
+
+    def get_scenario(self, key: str) -> Scenario:
+        """Return the scenario ``key``; raise :class:`OmniNotFoundError` when there is none."""
+        path = f"{SCENARIOS_PATH}/{key}"
+        return _parse(Scenario, self._request("GET", path), self._info("GET", path))
+
+    def create_scenario(
+        self, name: str | None, flow: Sequence[Step | Mapping[str, Any]], default: bool = False
+    ) -> Scenario:
+        """Create a scenario (Infobip allows 20 per 10 minutes: prefer :meth:`get_or_create_scenario`).
+
+        :param name: the scenario name.
+        :param flow: the ordered steps, e.g. ``[{"channel": "VIBER", "from": "Brand"}, {"channel": "SMS"}]``.
+        :param default: make it the account's default scenario.
+        """
+        request = self._scenario_request(name, flow, default or None)
+        data = self._request("POST", SCENARIOS_PATH, body=to_payload(request))
+        scenario = _parse(Scenario, data, self._info("POST", SCENARIOS_PATH))
+        self.log.info(
+            "Created OMNI scenario %s (%r): %s", scenario.key, scenario.name, _flow_text(request.flow)
+        )
+        return scenario
+
+    def update_scenario(
+        self,
+        key: str,
+        name: str | None,
+        flow: Sequence[Step | Mapping[str, Any]],
+        default: bool | None = None,
+    ) -> Scenario:
+        """Replace the name and flow of scenario ``key`` (Infobip allows 40 updates per 10 minutes)."""
+        request = self._scenario_request(name, flow, default)
+        path = f"{SCENARIOS_PATH}/{key}"
+        scenario = _parse(
+            Scenario, self._request("PUT", path, body=to_payload(request)), self._info("PUT", path)
+        )
+        self.log.info(
+            "Updated OMNI scenario %s (%r): %s", scenario.key, scenario.name, _flow_text(request.flow)
+        )
+        return scenario
+
+    @staticmethod
+    def _scenario_request(
+        name: str | None, flow: Sequence[Step | Mapping[str, Any]], default: bool | None
+    ) -> CreateOrUpdateScenarioRequest:
+        steps = [
+            step.model_dump(by_alias=True, exclude_none=True) if isinstance(step, Step) else step
+            for step in flow
+        ]
+        return _validated(
+            CreateOrUpdateScenarioRequest,
+            {"name": name, "flow": steps, "default": default},
+            "The OMNI scenario",
+        )
+
+    def iter_all_scenarios(self, page_size: int = 100) -> list[Scenario]:
+        """Return every scenario of the account, paging while a page comes back full."""
+        scenarios: list[Scenario] = []
+        page = 0
+        while True:
+            batch = self.list_scenarios(limit=page_size, page=page)
+            scenarios.extend(batch)
+            if len(batch) < page_size:
+                return scenarios
+            page += 1
+
+    def get_or_create_scenario(
+        self,
+        name: str,
+        flow: Sequence[Step | Mapping[str, Any]],
+        default: bool = False,
+        update_if_different: bool = False,
+    ) -> Scenario:
+        """Return the scenario with this name and flow, creating it only when there is none.
+
+        :param name: the scenario name to look for.
+        :param flow: the ordered steps it must have (channels and senders).
+        :param default: create it (or update it) as the account's default scenario.
+        :param update_if_different: when a scenario has this name but another flow, update it
+            instead of creating a second scenario with the same name.
+        """
+        request = self._scenario_request(name, flow, default or None)
+        scenarios = self.iter_all_scenarios()
+        same_name = [s for s in scenarios if s.name == name]
+        for scenario in same_name:
+            if scenario.has_flow(request.flow):
+                self.log.info("Reusing OMNI scenario %s (%r): same name and flow", scenario.key, name)
+                return scenario
+        if same_name and update_if_different:
+            target = same_name[0]
+            self.log.info("OMNI scenario %s (%r) has another flow; updating it", target.key, name)
+            return self.update_scenario(target.key, name, request.flow, default or None)
+        if same_name:
+            self.log.warning(
+                "OMNI scenario(s) %s named %r have another flow; creating a new one "
+                "(pass update_if_different=True to update instead)",
+                ", ".join(s.key for s in same_name),
+                name,
+            )
+        return self.create_scenario(name, request.flow, default)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send_advanced(self, request: OmniAdvancedRequest | Mapping[str, Any]) -> OmniResponse:
+        """Send one advanced (failover) message, validated before anything goes out.
+
+        Never retried after an ambiguous failure: a timeout, a 5xx or a connection dropped after
+        the request was written raise :class:`OmniSendUncertainError` (with ``bulk_id``); check
+        :meth:`get_logs` by that bulk id before sending again. A connection that could not be
+        opened, or a 429, are retried: nothing was processed.
+
+        :param request: the message, as a model or as a dict in Infobip's (or Python) field names.
+        :return: Infobip's acceptance (not the delivery outcome).
+        """
+        message = _validated(OmniAdvancedRequest, request, "The OMNI message")
+        numbers = [d.to.phone_number for d in message.destinations if d.to.phone_number]
+        self.log.info(
+            "Sending OMNI message: scenario %s, bulkId %s, %d destination(s): %s%s",
+            message.scenario_key or "<account default>",
+            message.bulk_id or "<none>",
+            len(message.destinations),
+            ", ".join(self._number(n) for n in numbers[:_LOGGED_NUMBERS]),
+            ", ..." if len(numbers) > _LOGGED_NUMBERS else "",
+        )
+        data = self._request(
+            "POST", SEND_PATH, body=to_payload(message), idempotent=False, bulk_id=message.bulk_id
+        )
+        response = _parse(
+            OmniResponse, data, self._info("POST", SEND_PATH, idempotent=False, bulk_id=message.bulk_id)
+        )
+        rejected = [
+            m
+            for m in response.messages
+            if m.status and (m.status.group_name == "REJECTED" or m.status.group_id == 5)
+        ]
+        self.log.info(
+            "Infobip accepted %d of %d destination(s) (bulkId %s)%s",
+            len(response.messages) - len(rejected),
+            len(message.destinations),
+            response.bulk_id or message.bulk_id or "<none>",
+            "; rejected: "
+            + ", ".join(
+                f"{self._number(m.to.phone_number if m.to else None)} {m.status.name if m.status else ''}"
+                for m in rejected[:_LOGGED_NUMBERS]
+            )
+            if rejected
+            else "",
+        )
+        return response
+
+    # -- reports and logs ---------------------------------------------------------------------
+
+    def get_reports(
+        self,
+        bulk_id: str | None = None,
+        message_id: str | None = None,
+        limit: int = MAX_RESULTS,
+        channel: OmniChannel | str | None = None,
+    ) -> list[DeliveryReport]:
+        """Pull delivery reports (one GET). Infobip hands each report out only once: keep them.
+
+        :param bulk_id: only the reports of this bulk (always filter: reports are consumed).
+        :param message_id: only the report of this message.
+        :param limit: at most this many (1 .. 1000).
+        :param channel: only reports of this channel.
+        """
+        params = reports_params(bulk_id, message_id, limit, channel)
+        data = self._request("GET", REPORTS_PATH, params=params)
+        reports = _parse(DeliveryReports, data, self._info("GET", REPORTS_PATH)).results
+        self.log.debug(
+            "Pulled %d delivery report(s) (bulkId %s, messageId %s)", len(reports), bulk_id, message_id
+        )
+        return reports
+
+    def get_logs(
+        self,
+        *,
+        bulk_id: str | Sequence[str] | None = None,
+        message_id: str | Sequence[str] | None = None,
+        sender: str | None = None,
+        to: str | None = None,
+        general_status: GeneralStatus | str | None = None,
+        channel: OmniChannel | str | None = None,
+        sent_since: datetime | str | None = None,
+        sent_until: datetime | str | None = None,
+        limit: int = MAX_RESULTS,
+        mcc: str | None = None,
+        mnc: str | None = None,
+    ) -> list[OmniLog]:
+        """Read message logs (re-readable for 48 h, 120 requests per minute, no paging).
+
+        :param bulk_id: one or several bulk ids (sent as repeated ``bulkId`` parameters).
+        :param message_id: one or several message ids (repeated ``messageId``).
+        :param sender: the ``from`` filter.
+        :param to: the destination filter.
+        :param general_status: ``ACCEPTED``, ``PENDING``, ``UNDELIVERABLE``, ``DELIVERED``, ``EXPIRED``
+            or ``REJECTED`` (enum or text).
+        :param channel: the channel filter (enum or text).
+        :param sent_since: lower bound of the send time (aware datetime, or Infobip-formatted text).
+        :param sent_until: upper bound of the send time.
+        :param limit: at most this many rows (1 .. 1000).
+        :param mcc: mobile country code.
+        :param mnc: mobile network code.
+        """
+        params = logs_params(
+            bulk_id=bulk_id,
+            message_id=message_id,
+            sender=sender,
+            to=to,
+            general_status=general_status,
+            channel=channel,
+            sent_since=sent_since,
+            sent_until=sent_until,
+            limit=limit,
+            mcc=mcc,
+            mnc=mnc,
+        )
+        data = self._request("GET", LOGS_PATH, params=params)
+        return _parse(OmniLogsResponse, data, self._info("GET", LOGS_PATH)).results
+
+    async def aget_reports(
+        self,
+        bulk_id: str | None = None,
+        message_id: str | None = None,
+        limit: int = MAX_RESULTS,
+        channel: OmniChannel | str | None = None,
+    ) -> list[DeliveryReport]:
+        """Async :meth:`get_reports` (httpx), for triggers."""
+        params = reports_params(bulk_id, message_id, limit, channel)
+        data = await self._arequest(REPORTS_PATH, params)
+        return _parse(DeliveryReports, data, self._info("GET", REPORTS_PATH)).results
+
+    async def aget_logs(
+        self,
+        *,
+        bulk_id: str | Sequence[str] | None = None,
+        message_id: str | Sequence[str] | None = None,
+        sender: str | None = None,
+        to: str | None = None,
+        general_status: GeneralStatus | str | None = None,
+        channel: OmniChannel | str | None = None,
+        sent_since: datetime | str | None = None,
+        sent_until: datetime | str | None = None,
+        limit: int = MAX_RESULTS,
+        mcc: str | None = None,
+        mnc: str | None = None,
+    ) -> list[OmniLog]:
+        """Async :meth:`get_logs` (httpx), for triggers."""
+        params = logs_params(
+            bulk_id=bulk_id,
+            message_id=message_id,
+            sender=sender,
+            to=to,
+            general_status=general_status,
+            channel=channel,
+            sent_since=sent_since,
+            sent_until=sent_until,
+            limit=limit,
+            mcc=mcc,
+            mnc=mnc,
+        )
+        data = await self._arequest(LOGS_PATH, params)
+        return _parse(OmniLogsResponse, data, self._info("GET", LOGS_PATH)).results
+
+    # -- connection test and UI form ----------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one cheap authenticated call (``GET /omni/1/scenarios?limit=1``); never raises."""
+        try:
+            self._settings = None
+            self.__dict__.pop("session", None)
+            scenarios = self.list_scenarios(limit=1)
+        except OmniError as err:
+            return False, self._redact(str(err))
+        except Exception as err:
+            return False, self._redact(f"{type(err).__name__}: {err}")
+        return True, f"Connected to {self.base_url}: {len(scenarios)} scenario(s) visible"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields of the connection form for Airflow <= 3.1 (3.2+ reads ``conn-fields``)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, IntegerField, StringField
+        from wtforms.validators import AnyOf, NumberRange, Optional
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec["schema"]
+            kind = next(t for t in schema["type"] if t != "null")
+            common = {"description": spec.get("description", ""), "default": schema.get("default")}
+            label = lazy_gettext(spec["label"])
+            if kind == "boolean":
+                widgets[name] = BooleanField(label, **common)
+            elif kind == "integer":
+                limits = NumberRange(min=schema.get("minimum"), max=schema.get("maximum"))
+                widgets[name] = IntegerField(
+                    label, widget=BS3TextFieldWidget(), validators=[Optional(), limits], **common
+                )
+            else:
+                validators: list[Any] = [Optional()]
+                if "enum" in schema:
+                    validators.append(AnyOf(schema["enum"]))
+                widgets[name] = StringField(
+                    label, widget=BS3TextFieldWidget(), validators=validators, **common
+                )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Standard form fields: hidden, relabelled, placeholders (legacy key names)."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+
+def _flow_text(flow: Sequence[Step]) -> str:
+    return " -> ".join(f"{s.channel.value}({s.sender or '-'})" for s in flow)
+
+
+def _json(content: bytes, info: RequestInfo) -> Any:
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        if info.is_send:
+            raise OmniSendUncertainError(
+                f"Infobip accepted {info.label} (HTTP 2xx) but the answer is not JSON; the message was "
+                "probably sent: check GET /omni/1/logs by bulkId before sending again.",
+                bulk_id=info.bulk_id,
+            ) from None
+        raise OmniServerError(f"Infobip's answer to {info.label} on {info.base_url} is not JSON") from None
+
+
+async def _get_async_connection(conn_id: str) -> Connection:
+    """Fetch the connection without blocking the event loop (compat helper when available)."""
+    try:
+        from airflow.providers.common.compat.connection import get_async_connection
+    except ImportError:  # pragma: no cover - compat provider without the helper
+        return await BaseHook.aget_connection(conn_id)
+    return await get_async_connection(conn_id)
+
+
+async def _get_async_extra(conn: Connection) -> dict[str, Any]:
+    try:
+        from airflow.providers.common.compat.connection import get_async_extra_dejson
+    except ImportError:  # pragma: no cover
+        return conn.extra_dejson
+    return await get_async_extra_dejson(conn)

@@ -1,0 +1,189 @@
+"""Provider metadata: what Airflow's providers manager, the connection form and the CLI see."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import types
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import airflow
+from jsonschema import Draft7Validator
+
+from airflow_provider_omni import __version__
+from airflow_provider_omni.get_provider_info import (
+    CONN_FIELDS,
+    CONNECTION_TYPE,
+    UI_FIELD_BEHAVIOUR,
+    get_provider_info,
+)
+from airflow_provider_omni.hooks.omni import OmniHook
+
+if TYPE_CHECKING:
+    import pytest
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+
+
+def test_package_name_is_the_distribution_name() -> None:
+    dist = distribution("airflow-provider-omni")
+    info = get_provider_info()
+    assert info["package-name"] == dist.metadata["Name"]
+    assert info["versions"][0] == dist.version == __version__
+
+
+def test_entry_point_points_at_get_provider_info() -> None:
+    (entry,) = [
+        e
+        for e in entry_points(group="apache_airflow_provider")
+        if e.dist and e.dist.name == "airflow-provider-omni"
+    ]
+    assert entry.load() is get_provider_info
+
+
+def test_provider_info_matches_airflows_runtime_schema() -> None:
+    schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
+    Draft7Validator(schema).validate(get_provider_info())
+
+
+def test_provider_info_matches_provider_yaml_schema() -> None:
+    schema = json.loads((AIRFLOW_DIR / "provider.yaml.schema.json").read_text())
+    # ``state`` and ``source-date-epoch`` are build-time fields of Apache's own provider.yaml files;
+    # a third-party provider's runtime info has neither.
+    relaxed = copy.deepcopy(schema)
+    relaxed["required"] = [r for r in schema["required"] if r not in ("state", "source-date-epoch")]
+    Draft7Validator(relaxed).validate(get_provider_info())
+    assert set(schema["required"]) - set(relaxed["required"]) == {"state", "source-date-epoch"}
+
+
+def test_declared_modules_and_hook_class_match() -> None:
+    info = get_provider_info()
+    (connection,) = info["connection-types"]
+    assert connection["connection-type"] == OmniHook.conn_type == CONNECTION_TYPE
+    assert connection["hook-class-name"] == f"{OmniHook.__module__}.{OmniHook.__qualname__}"
+    assert connection["hook-name"] == OmniHook.hook_name
+    assert info["hooks"][0]["python-modules"] == [OmniHook.__module__]
+    assert OmniHook.conn_name_attr == "omni_conn_id"
+    assert OmniHook.default_conn_name == "omni_default"
+
+
+def _fake_form_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for wtforms / flask-appbuilder / flask-babel (only on Airflow <= 3.1 webservers)."""
+
+    class Field:
+        def __init__(self, label: Any = None, **kwargs: Any) -> None:
+            self.args = (label,)
+            self.kwargs = kwargs
+
+    def make(name: str) -> type:
+        return type(name, (Field,), {})
+
+    class AnyOf:
+        def __init__(self, values: list[str]) -> None:
+            self.values = values
+
+    class NumberRange:
+        def __init__(self, min: Any = None, max: Any = None) -> None:
+            self.min, self.max = min, max
+
+    modules = {
+        "wtforms": {
+            "BooleanField": make("BooleanField"),
+            "IntegerField": make("IntegerField"),
+            "StringField": make("StringField"),
+        },
+        "wtforms.validators": {
+            "AnyOf": AnyOf,
+            "NumberRange": NumberRange,
+            "Optional": type("Optional", (), {}),
+        },
+        "flask_appbuilder": {},
+        "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": type("BS3TextFieldWidget", (), {})},
+        "flask_babel": {"lazy_gettext": lambda text: text},
+    }
+    for name, attrs in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_legacy_form_widgets_agree_with_conn_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_form_modules(monkeypatch)
+    widgets = OmniHook.get_connection_form_widgets()
+    assert list(widgets) == list(CONN_FIELDS)
+    kinds = {name: type(field).__name__ for name, field in widgets.items()}
+    assert kinds == {
+        "auth_type": "StringField",
+        "connect_timeout": "StringField",
+        "read_timeout": "StringField",
+        "max_retries": "IntegerField",
+        "verify_ssl": "BooleanField",
+        "show_full_numbers": "BooleanField",
+    }
+    for name, field in widgets.items():
+        assert field.args[0] == CONN_FIELDS[name]["label"]
+        assert field.kwargs["description"] == CONN_FIELDS[name]["description"]
+        assert field.kwargs["default"] == CONN_FIELDS[name]["schema"]["default"]
+    enum = [v for v in widgets["auth_type"].kwargs["validators"] if type(v).__name__ == "AnyOf"]
+    assert enum[0].values == ["api_key", "basic", "oauth2"]
+
+
+def test_legacy_ui_field_behaviour_agrees() -> None:
+    legacy = OmniHook.get_ui_field_behaviour()
+    assert legacy == {
+        "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+        "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+        "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+    }
+
+
+def test_providers_manager_registers_a_testable_hook() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    try:  # Airflow 3.2+: hooks are resolved by the task SDK's runtime manager
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as HookManager
+    except ImportError:  # pragma: no cover
+        HookManager = ProvidersManager  # type: ignore[assignment,misc]
+
+    assert "airflow-provider-omni" in ProvidersManager().providers
+    hook = HookManager().hooks[CONNECTION_TYPE]
+    assert hook is not None
+    assert hook.hook_class_name == "airflow_provider_omni.hooks.omni.OmniHook"
+    assert hook.connection_id_attribute_name == "omni_conn_id"
+    assert hook.connection_testable is True
+
+
+def test_hook_meta_serves_our_extra_fields() -> None:
+    """What GET /ui/connections/hook_meta returns on 3.3 (the service behind it, in-process)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == CONNECTION_TYPE]
+    assert meta.hook_name == "Infobip OMNI"
+    assert meta.extra_fields is not None
+    assert set(meta.extra_fields) == set(CONN_FIELDS)
+    assert meta.extra_fields["auth_type"]["schema"]["enum"] == ["api_key", "basic", "oauth2"]
+    assert meta.extra_fields["max_retries"]["value"] == 3
+    standard = meta.standard_fields
+    assert standard is not None
+    assert standard.host.title == "Base URL"
+    assert standard.password.title == "API key / password / client secret"
+    assert standard.port.hidden is True
+
+
+def test_airflow_providers_list_shows_the_provider() -> None:
+    cli = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(cli), "providers", "list", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "airflow-provider-omni" in result.stdout
