@@ -1,0 +1,71 @@
+"""A local server that behaves like Infobip's OMNI failover API, for offline DAG development and tests.
+
+Run it with ``omni-sandbox --port 8089`` (or ``python -m airflow_provider_omni.sandbox``), or
+in-process::
+
+    from airflow_provider_omni.sandbox import OmniSandbox
+
+    with OmniSandbox(api_key="sandbox-key", time_scale=600.0, seed=0) as sb:
+        sb.url                      # http://127.0.0.1:PORT
+        sb.admin.stats()            # what it received
+        sb.airflow_connection_json()  # value for AIRFLOW_CONN_OMNI_DEFAULT
+
+It serves the seven OMNI operations (``/omni/1/scenarios``, ``/omni/1/scenarios/{key}``,
+``/omni/1/advanced``, ``/omni/1/reports``, ``/omni/1/logs``) and ``/auth/1/oauth2/token``, answers
+errors with Infobip's ``requestError`` envelope, and checks ``App <key>``, ``Basic`` and
+``Bearer`` authorization.
+
+Personas: what happens to a destination is decided by the LAST DIGIT of its phone number:
+
+====== ============== ==================================================================
+digit  persona        outcome (scenario VIBER then SMS)
+====== ============== ==================================================================
+0-5    viber_user     delivered on VIBER (DELIVERED_TO_HANDSET, status group 3, id 5)
+6-7    no_viber       Viber fails at once (EC_UNKNOWN_USER, 7002), the SMS step is sent and
+                      delivered: final report on SMS, DELIVERED_TO_HANDSET
+8      unreachable    no Viber, and the SMS is undeliverable: UNDELIVERABLE_NOT_DELIVERED
+                      with EC_ABSENT_SUBSCRIBER on SMS
+9      silent         nothing ever confirms: Viber expires after its validity (24 h by
+                      default), then SMS after its own (48 h): EXPIRED_EXPIRED,
+                      EC_VALIDITY_EXPIRED on SMS
+====== ============== ==================================================================
+
+One more persona, ``viber_silent`` (Viber expires, then SMS delivered), can be assigned. Personas
+can be overridden per exact number or per last digit (config file ``personas``, ``--config``,
+``POST /_sandbox/personas``, ``sb.admin.set_personas({"41793026729": "no_viber"})``); see them
+with ``GET /_sandbox/personas``.
+
+Time is simulated: ``time_scale`` simulated seconds pass per real second (60: a simulated minute
+per second) and ``POST /_sandbox/clock/advance`` jumps ahead.  Delivery takes a few simulated
+seconds (seeded jitter), validity periods run in simulated time, and every state is computed
+lazily from timestamps.
+
+Reports (``GET /omni/1/reports``) are handed out once; logs (``GET /omni/1/logs``) are
+re-readable for ``log_retention_hours`` (48 simulated hours).  Report styles, combinable:
+``final`` (one final report per message), ``per_step`` (a report for each failed step first),
+``fallback_new_message_id`` (reports of fallback steps carry a new messageId, same bulkId and
+``to``), ``intermediate`` (PENDING_ENROUTE / DELIVERED_TO_OPERATOR reports first).
+
+Faults (``sb.admin.add_fault`` / ``--fault``): 4xx/5xx answers (429 with ``Retry-After``),
+latency, dropped connections, by endpoint, for the next N calls or at a seeded rate, and
+"process then fail" (the send IS accepted, the answer fails), the ambiguous failure of a send.
+
+Importing this package is cheap: FastAPI and uvicorn are imported only when a server starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_omni.sandbox.server import OmniSandbox, SandboxAdminClient
+
+__all__ = ["OmniSandbox", "SandboxAdminClient"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from airflow_provider_omni.sandbox import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,309 @@
+"""Run the sandbox: in-process (:class:`OmniSandbox`, uvicorn in a thread) and its admin client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from types import TracebackType
+
+    from airflow_provider_omni.sandbox.state import SandboxConfig, SandboxState
+
+
+class SandboxAdminClient:
+    """Client of the ``/_sandbox/`` admin API (works for an in-process or a CLI-started sandbox).
+
+    :param url: base URL of the sandbox, e.g. ``http://127.0.0.1:8089``.
+    :param timeout: seconds to wait for each admin call.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        response = self._session.request(
+            method, f"{self.url}/_sandbox/{path}", json=body, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise ValueError(f"sandbox admin {method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def health(self) -> dict[str, Any]:
+        """Return ``{"status": "ok", ...}`` when the sandbox is up."""
+        return self._call("GET", "health")
+
+    def stats(self) -> dict[str, Any]:
+        """Return what the sandbox received: ``requests`` per endpoint, ``destinations``,
+        ``distinct_message_ids``, ``duplicate_message_ids`` ({id: count}), ``bulks`` ({bulkId: size}),
+        ``responses`` ({"endpoint status": n}), ``faults_fired``, ``rate_limited``, ..."""
+        return self._call("GET", "stats")
+
+    def reset(self, keep_config: bool = False) -> None:
+        """Forget scenarios, messages, reports, logs, stats, tokens and faults; restore the start-up
+        configuration unless ``keep_config``."""
+        self._call("POST", "reset", {"keep_config": keep_config})
+
+    def add_fault(
+        self,
+        endpoint: str = "*",
+        status: int | None = None,
+        *,
+        times: int | None = None,
+        rate: float | None = None,
+        latency: float | None = None,
+        drop: bool = False,
+        retry_after: float | None = None,
+        process: bool = False,
+    ) -> dict[str, Any]:
+        """Inject a fault on ``endpoint`` (``advanced``, ``reports``, ``logs``, ``scenarios.list``,
+        ``scenarios.create``, ``scenarios.get``, ``scenarios.update``, ``token`` or ``"*"``).
+
+        :param status: answer with this HTTP status and Infobip's error body (429, 500, 503, ...).
+        :param times: only for the next N matching calls.
+        :param rate: only with this probability (seeded, reproducible).
+        :param latency: wait this many real seconds first (or, with ``process``, before answering).
+        :param drop: close the connection without an answer.
+        :param retry_after: ``Retry-After`` header in seconds (429 gets 1 by default).
+        :param process: handle the request first (a send IS accepted), then fail the answer.
+        """
+        body = {
+            "endpoint": endpoint,
+            "status": status,
+            "times": times,
+            "rate": rate,
+            "latency": latency,
+            "drop": drop,
+            "retry_after": retry_after,
+            "process": process,
+        }
+        return self._call("POST", "faults", {k: v for k, v in body.items() if v is not None})
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return the active faults."""
+        return self._call("GET", "faults")["faults"]
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        self._call("DELETE", "faults")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings: ``time_scale``, ``report_style`` (str or list of ``final``, ``per_step``,
+        ``fallback_new_message_id``, ``intermediate``), ``personas`` ({number or last digit:
+        persona}), ``rate_limits`` (bool or {endpoint: [count, window_s]}), ``rate_limit_window_scale``,
+        ``log_retention_hours``, ``default_validity``, ``prices``, ``delivery_delay``,
+        ``reject_duplicate_message_ids``, ``token_ttl``, ``api_key``, ... Return the configuration."""
+        return self._call("POST", "config", settings)
+
+    def config(self) -> dict[str, Any]:
+        """Return the current configuration (without secrets)."""
+        return self._call("GET", "config")
+
+    def personas(self) -> dict[str, Any]:
+        """Return the persona definitions and which last digits and numbers use which."""
+        return self._call("GET", "personas")
+
+    def set_personas(self, personas: Mapping[str, Any]) -> dict[str, Any]:
+        """Assign personas: ``{"41793026727": "silent", "3": "no_viber"}`` (numbers or last digits)."""
+        return self._call("POST", "personas", dict(personas))
+
+    def advance(self, seconds: float = 0.0, *, minutes: float = 0.0, hours: float = 0.0) -> dict[str, Any]:
+        """Move the simulated clock forward; return ``{"now", "epoch", "time_scale"}``."""
+        return self._call("POST", "clock/advance", {"seconds": seconds, "minutes": minutes, "hours": hours})
+
+    def clock(self) -> dict[str, Any]:
+        """Return the simulated time."""
+        return self._call("GET", "clock")
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return the last (at most 100) accepted ``POST /omni/1/advanced`` bodies."""
+        return self._call("GET", "requests")["requests"]
+
+
+class OmniSandbox:
+    """A local Infobip OMNI server (uvicorn in a background thread), as a context manager.
+
+    ::
+
+        with OmniSandbox(api_key="sandbox-key", time_scale=600.0, seed=0) as sb:
+            sb.url, sb.api_key, sb.admin.stats()
+
+    :param api_key: the key accepted as ``App <key>`` (and as Basic password / OAuth2 secret).
+    :param time_scale: simulated seconds per real second (600: ten simulated minutes a second).
+    :param seed: seed of generated ids, delays and random faults.
+    :param host: interface to listen on.
+    :param port: port, 0 for a free one.
+    :param config: more settings (a mapping, or a JSON/YAML file path), as ``configure()`` takes.
+    :param rate_limits: enforce Infobip's documented rate limits.
+    :param faults: faults to install at start (mappings of :meth:`SandboxAdminClient.add_fault` args).
+    :param log_level: uvicorn log level.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "sandbox-key",
+        time_scale: float = 60.0,
+        seed: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config: Mapping[str, Any] | str | Path | None = None,
+        rate_limits: bool = True,
+        faults: Iterable[Mapping[str, Any]] = (),
+        log_level: str = "warning",
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        values = load_config_file(config) if isinstance(config, str | Path) else dict(config or {})
+        self._faults = [dict(f) for f in values.pop("faults", None) or ()] + [dict(f) for f in faults]
+        self._settings = build_config(
+            api_key=api_key, time_scale=time_scale, seed=seed, config=values, rate_limits=rate_limits
+        )
+        self.state: SandboxState | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._admin: SandboxAdminClient | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, ``http://127.0.0.1:PORT``."""
+        host = self.host if self.host not in {"0.0.0.0", "::", ""} else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def admin(self) -> SandboxAdminClient:
+        """Client of the admin API."""
+        if self._admin is None:
+            self._admin = SandboxAdminClient(self.url)
+        return self._admin
+
+    def start(self) -> OmniSandbox:
+        """Start serving; return self once the server answers."""
+        import uvicorn
+
+        from airflow_provider_omni.sandbox.app import create_app
+        from airflow_provider_omni.sandbox.state import SandboxState
+
+        self.state = SandboxState(self._settings)
+        for fault in self._faults:
+            self.state.add_fault(**fault)
+        self._socket = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self.host, self.port))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_level=self.log_level,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="omni-sandbox", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the OMNI sandbox did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        if self._admin is not None:
+            self._admin.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> OmniSandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def airflow_connection(self, **extra: Any) -> dict[str, Any]:
+        """Return an Airflow connection (dict) to this sandbox, API-key auth and short timeouts."""
+        return connection_dict(self.url, self.api_key, **extra)
+
+    def airflow_connection_json(self, **extra: Any) -> str:
+        """Return a JSON string usable as ``AIRFLOW_CONN_OMNI_DEFAULT``."""
+        return json.dumps(self.airflow_connection(**extra))
+
+
+def connection_dict(url: str, api_key: str, **extra: Any) -> dict[str, Any]:
+    """Return an ``infobip_omni`` Airflow connection to a sandbox at ``url``."""
+    return {
+        "conn_type": "infobip_omni",
+        "host": url,
+        "password": api_key,
+        "extra": {
+            "auth_type": "api_key",
+            "connect_timeout": 2,
+            "read_timeout": 10,
+            "max_retries": 2,
+            **extra,
+        },
+    }
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML (``.yaml``/``.yml``) config file into a mapping."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config must be a mapping")
+    return data
+
+
+def build_config(
+    *,
+    api_key: str,
+    time_scale: float,
+    seed: int,
+    config: Mapping[str, Any] | str | Path | None = None,
+    rate_limits: bool = True,
+) -> SandboxConfig:
+    """Return the start-up :class:`~.state.SandboxConfig` from arguments and a config mapping/file.
+
+    The ``faults`` of a config file are not part of the configuration; install them separately.
+    """
+    from airflow_provider_omni.sandbox.state import SandboxConfig
+
+    settings = SandboxConfig(api_key=api_key, time_scale=time_scale, seed=seed)
+    values = load_config_file(config) if isinstance(config, str | Path) else dict(config or {})
+    values.pop("faults", None)
+    settings.update(values)
+    if not rate_limits:
+        settings.rate_limits_enabled = False
+    return settings
