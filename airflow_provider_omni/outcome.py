@@ -1,0 +1,514 @@
+"""What a delivery report means: final or not, delivered on Viber, delivered by SMS fallback, failed.
+
+Pure logic, no I/O.  The sensor and the trigger feed :class:`DeliveryTracker` with the reports
+(``GET /omni/1/reports``) and log rows (``GET /omni/1/logs``) they fetch; the tracker tells which bulks
+are unfinished and produces the summary that the sensor returns as its XCom.
+
+**Final statuses** (the message will not change any more): ``DELIVERED_TO_HANDSET`` (group 3, id 5)
+and every status of the groups ``UNDELIVERABLE`` (2), ``EXPIRED`` (4) and ``REJECTED`` (5).
+**Not final**: ``ACCEPTED`` (0), ``PENDING_*`` (1) and ``DELIVERED_TO_OPERATOR`` (group 3, id 2).
+
+**Outcome of a destination** (:class:`Outcome`), from its final report:
+
+* delivered on ``VIBER`` -> ``VIBER_DELIVERED``;
+* delivered on any other channel (SMS, the fallback step) -> ``SMS_DELIVERED``;
+* final and not delivered on the *last* step of the scenario flow -> ``FAILED``;
+* a failure on a step that is not the last one (Viber, when SMS follows) is **not** final: the next
+  step can still deliver, so the destination stays ``PENDING`` until that step reports;
+* nothing final yet -> ``PENDING``.
+
+Reports are correlated by ``bulkId`` and destination ``to``, never by ``messageId`` alone: the SMS
+fallback report may carry a different ``messageId`` than the send response.
+
+**Summary** (:meth:`DeliveryTracker.summary`, the sensor's XCom), a JSON dict:
+
+``outcomes``
+    ``{"VIBER_DELIVERED": n, "SMS_DELIVERED": n, "FAILED": n, "PENDING": n}``, destinations by outcome.
+``total``
+    number of destinations waited on (accepted by the send, plus those rejected at send time).
+``all_final``
+    ``True`` when no destination is ``PENDING``.
+``price``
+    ``{"EUR": 0.0123, ...}``: price of the final report of every destination (``pricePerMessage`` times
+    ``messageCount``), summed per currency.
+``bulks``
+    the bulk ids waited on (message ids when waiting on message ids).
+``failed``
+    at most ``failed_cap`` (100) failed destinations: ``{"to": "+4179****727", "bulk_id",
+    "message_id", "channel", "status", "error", "permanent"}``.  ``status`` and ``error`` are Infobip's
+    names (``EXPIRED_EXPIRED``, ``EC_ABSENT_SUBSCRIBER``); ``error``/``permanent`` are ``None`` when only
+    the logs told the outcome (logs carry no error object).
+``errors``
+    ``{error name: count}`` over all failed destinations (``"UNKNOWN"`` when only the logs told).
+``rejected_at_send``
+    destinations Infobip rejected in the send response; they are counted as ``FAILED``.
+``detail_path``
+    where the per-destination detail (JSON lines) was written, or ``None``.
+``timed_out``
+    ``True`` when the wait ended at the timeout with destinations still ``PENDING``.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_omni.models import DeliveryReport, OmniChannel, OmniLog, Status
+from airflow_provider_omni.privacy import shorten_phone_number
+
+#: The scenario flow assumed when none is given: Viber first, then SMS.
+DEFAULT_FLOW: tuple[str, ...] = (OmniChannel.VIBER.value, OmniChannel.SMS.value)
+#: How many failed destinations the summary lists in full.
+DEFAULT_FAILED_CAP = 100
+#: Version of :meth:`DeliveryTracker.to_state`; a state of another version is ignored (rebuilt).
+STATE_VERSION = 1
+
+_FINAL_GROUPS = frozenset({2, 4, 5})
+_FINAL_GROUP_NAMES = frozenset({"UNDELIVERABLE", "EXPIRED", "REJECTED"})
+_DELIVERED_GROUP = 3
+_DELIVERED_TO_HANDSET = 5
+_HASH_SIZE = 8
+
+
+class Outcome(enum.StrEnum):
+    """How one destination ended (or that it has not ended yet)."""
+
+    VIBER_DELIVERED = "VIBER_DELIVERED"
+    SMS_DELIVERED = "SMS_DELIVERED"
+    FAILED = "FAILED"
+    PENDING = "PENDING"
+
+
+Record = DeliveryReport | OmniLog
+
+
+def _status_fields(
+    status: Status | Mapping[str, Any] | None,
+) -> tuple[int | None, str | None, int | None, str]:
+    if status is None:
+        return None, None, None, ""
+    if isinstance(status, Mapping):
+        status = Status.model_validate(status)
+    return status.group_id, (status.group_name or "").upper() or None, status.id, (status.name or "").upper()
+
+
+def is_delivered(status: Status | Mapping[str, Any] | None) -> bool:
+    """Tell whether ``status`` is ``DELIVERED_TO_HANDSET`` (group 3, id 5), the final delivered status."""
+    group_id, group_name, status_id, name = _status_fields(status)
+    if group_id == _DELIVERED_GROUP or group_name == "DELIVERED":
+        return status_id == _DELIVERED_TO_HANDSET or (status_id is None and name == "DELIVERED_TO_HANDSET")
+    return False
+
+
+def is_final_status(status: Status | Mapping[str, Any] | None) -> bool:
+    """Tell whether ``status`` is final: delivered to the handset, undeliverable, expired or rejected.
+
+    ``ACCEPTED``, ``PENDING_*`` and ``DELIVERED_TO_OPERATOR`` are intermediate; an unknown or missing
+    status is treated as not final.
+    """
+    if is_delivered(status):
+        return True
+    group_id, group_name, _, _ = _status_fields(status)
+    if group_id is not None:
+        return group_id in _FINAL_GROUPS
+    return group_name in _FINAL_GROUP_NAMES
+
+
+def _channel_name(channel: OmniChannel | str | None) -> str | None:
+    if channel is None:
+        return None
+    return (channel.value if isinstance(channel, OmniChannel) else str(channel)).upper()
+
+
+def normalize_flow(flow: Iterable[OmniChannel | str | Mapping[str, Any]] | None) -> tuple[str, ...]:
+    """Return the channel names of a scenario flow (steps, dicts with ``channel`` or names)."""
+    if flow is None:
+        return DEFAULT_FLOW
+    names: list[str] = []
+    for step in flow:
+        if isinstance(step, Mapping):
+            step = step["channel"]
+        channel = getattr(step, "channel", step)
+        name = _channel_name(channel)
+        if name:
+            names.append(name)
+    if not names:
+        raise ValueError("the scenario flow needs at least one channel")
+    return tuple(names)
+
+
+def classify(
+    channel: OmniChannel | str | None,
+    status: Status | Mapping[str, Any] | None,
+    flow: Sequence[str] = DEFAULT_FLOW,
+) -> Outcome:
+    """Return the outcome one report (or log row) means for its destination.
+
+    :param channel: the report's ``channel``, the step it is about.
+    :param status: the report's ``status``.
+    :param flow: the scenario's channels in order (:func:`normalize_flow`).
+    :return: ``PENDING`` when the report is not the end: an intermediate status, or a failure on a
+        step that a later step of the flow can still make good.
+    """
+    if not is_final_status(status):
+        return Outcome.PENDING
+    name = _channel_name(channel)
+    if is_delivered(status):
+        return Outcome.VIBER_DELIVERED if name == OmniChannel.VIBER.value else Outcome.SMS_DELIVERED
+    if name in flow and flow.index(name) < len(flow) - 1:
+        return Outcome.PENDING
+    return Outcome.FAILED
+
+
+def destination_key(to: str | None) -> str:
+    """Return the short, non-reversible key of a destination number within a bulk (hex)."""
+    digits = (to or "").strip().lstrip("+")
+    return hashlib.blake2b(digits.encode(), digest_size=_HASH_SIZE).hexdigest()
+
+
+def _pack_keys(keys: Iterable[str]) -> str:
+    return base64.b64encode(b"".join(bytes.fromhex(k) for k in sorted(keys))).decode()
+
+
+def _unpack_keys(packed: str) -> set[str]:
+    raw = base64.b64decode(packed)
+    return {raw[i : i + _HASH_SIZE].hex() for i in range(0, len(raw), _HASH_SIZE)}
+
+
+@dataclass
+class _Bucket:
+    """What the tracker knows about one bulk: expected size, counts, and who is final already."""
+
+    expected: int
+    counts: dict[str, int] = field(default_factory=dict)
+    final: set[str] = field(default_factory=set)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.expected
+
+
+class DeliveryTracker:
+    """Follow the destinations of one or more bulks from their reports to an outcome each.
+
+    The state is compact: counts per bulk, the price per currency, error counts, full detail of at
+    most ``failed_cap`` failed destinations, and for each *unfinished* bulk one 8-byte hash per final
+    destination (to ignore a second report about it, e.g. the report of a destination already known
+    from the logs).  A finished bulk keeps only its counts.  About 11 kB per unfinished bulk of 1000.
+
+    :param expected: bulk id (or message id, with ``key_by="message"``) to the number of destinations
+        expected in it (the send XCom's ``bulks[].accepted``).
+    :param flow: the scenario's channels in order (default VIBER then SMS).
+    :param failed_cap: how many failed destinations to keep in full.
+    :param show_full_numbers: keep phone numbers unshortened in the failed detail.
+    :param key_by: ``"bulk"`` (correlate by ``bulkId`` and ``to``) or ``"message"`` (by ``messageId``).
+    """
+
+    def __init__(
+        self,
+        expected: Mapping[str, int],
+        *,
+        flow: Iterable[OmniChannel | str | Mapping[str, Any]] | None = None,
+        failed_cap: int = DEFAULT_FAILED_CAP,
+        show_full_numbers: bool = False,
+        key_by: str = "bulk",
+    ) -> None:
+        if key_by not in ("bulk", "message"):
+            raise ValueError("key_by must be 'bulk' or 'message'")
+        self.flow = normalize_flow(flow)
+        self.failed_cap = failed_cap
+        self.show_full_numbers = show_full_numbers
+        self.key_by = key_by
+        self._buckets: dict[str, _Bucket] = {b: _Bucket(int(n)) for b, n in expected.items() if int(n) > 0}
+        self._price: dict[str, float] = {}
+        self._errors: dict[str, int] = {}
+        self._failed: list[dict[str, Any]] = []
+        self._rejected_at_send = 0
+        self._changed: set[str] = set()
+        self._failed_without_error: set[str] = set()
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_send_result(cls, send_result: Mapping[str, Any], **kwargs: Any) -> DeliveryTracker:
+        """Build a tracker for the bulks of a send operator's XCom, counting its rejected destinations."""
+        expected = {str(b["bulk_id"]): int(b.get("accepted") or 0) for b in send_result.get("bulks") or []}
+        tracker = cls(expected, **kwargs)
+        tracker.add_rejected_at_send(send_result)
+        return tracker
+
+    def add_rejected_at_send(self, send_result: Mapping[str, Any]) -> None:
+        """Count the destinations the send response rejected as ``FAILED`` (listed up to the cap)."""
+        self._rejected_at_send = int(send_result.get("rejected") or 0)
+        if self._rejected_at_send:
+            self._errors["REJECTED_AT_SEND"] = self._rejected_at_send
+        for item in send_result.get("rejected_destinations") or []:
+            self._add_failed_detail(
+                {
+                    "to": item.get("to"),
+                    "bulk_id": item.get("bulk_id"),
+                    "message_id": item.get("message_id"),
+                    "channel": None,
+                    "status": item.get("status"),
+                    "error": None,
+                    "permanent": None,
+                    "_k": None,
+                }
+            )
+
+    # -- ingestion ------------------------------------------------------------------------------------
+
+    def _bucket_id(self, record: Record) -> str | None:
+        return record.message_id if self.key_by == "message" else record.bulk_id
+
+    def ingest(self, record: Record) -> Outcome | None:
+        """Take one report or log row into account.
+
+        :return: the destination's new outcome when this record made it final, else ``None`` (not
+            final yet, a destination already final, or a bulk this tracker does not follow).
+        """
+        bucket_id = self._bucket_id(record)
+        bucket = self._buckets.get(bucket_id) if bucket_id else None
+        if bucket is None or bucket_id is None:
+            return None
+        key = destination_key(record.to)
+        if key in bucket.final or bucket.finished:
+            self._complete_error(bucket_id, key, record)
+            return None
+        outcome = classify(record.channel, record.status, self.flow)
+        if outcome is Outcome.PENDING:
+            return None
+        bucket.final.add(key)
+        bucket.counts[outcome.value] = bucket.counts.get(outcome.value, 0) + 1
+        self._changed.add(bucket_id)
+        self._add_price(record)
+        if outcome is Outcome.FAILED:
+            self._add_failure(bucket_id, key, record)
+            if getattr(record, "error", None) is None:
+                self._failed_without_error.add(bucket_id)
+        if bucket.finished:
+            bucket.final.clear()
+        return outcome
+
+    def ingest_many(self, records: Iterable[Record]) -> int:
+        """Take several records into account; return how many destinations became final."""
+        return sum(1 for record in records if self.ingest(record) is not None)
+
+    def _add_price(self, record: Record) -> None:
+        price = record.price
+        if price is None or price.price_per_message is None or not price.currency:
+            return
+        amount = price.price_per_message * (record.message_count or 1)
+        self._price[price.currency] = round(self._price.get(price.currency, 0.0) + amount, 6)
+
+    def _add_failure(self, bucket_id: str, key: str, record: Record) -> None:
+        error = getattr(record, "error", None)
+        error_name = error.name if error is not None and error.name else None
+        self._errors[error_name or "UNKNOWN"] = self._errors.get(error_name or "UNKNOWN", 0) + 1
+        self._add_failed_detail(
+            {
+                "to": shorten_phone_number(record.to, full=self.show_full_numbers),
+                "bulk_id": record.bulk_id,
+                "message_id": record.message_id,
+                "channel": _channel_name(record.channel),
+                "status": record.status.name if record.status else None,
+                "error": error_name,
+                "permanent": error.permanent if error is not None else None,
+                "_k": f"{bucket_id}:{key}",
+            }
+        )
+
+    def _add_failed_detail(self, item: dict[str, Any]) -> None:
+        if len(self._failed) < self.failed_cap:
+            self._failed.append(item)
+
+    def _complete_error(self, bucket_id: str, key: str, record: Record) -> None:
+        """A report about a destination the logs already declared failed: fill in its error."""
+        error = getattr(record, "error", None)
+        if error is None or not error.name:
+            return
+        for item in self._failed:
+            if item.get("_k") == f"{bucket_id}:{key}" and item["error"] is None:
+                item["error"], item["permanent"] = error.name, error.permanent
+                self._errors["UNKNOWN"] = self._errors.get("UNKNOWN", 1) - 1
+                if not self._errors["UNKNOWN"]:
+                    del self._errors["UNKNOWN"]
+                self._errors[error.name] = self._errors.get(error.name, 0) + 1
+                return
+
+    # -- questions ------------------------------------------------------------------------------------
+
+    def expected(self) -> dict[str, int]:
+        """Return the number of destinations expected per bulk (or message id)."""
+        return {b: bucket.expected for b, bucket in self._buckets.items()}
+
+    def pop_failed_without_error(self) -> set[str]:
+        """Return (and forget) the bulks where a failure was learnt without its error (from the logs):
+        one more report request for them can tell the error."""
+        found, self._failed_without_error = self._failed_without_error, set()
+        return found
+
+    def pop_changed(self) -> set[str]:
+        """Return the bulks whose set of final destinations changed since the last call."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def complete_summary(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """Return ``summary`` (made by another tracker over the same bulks, e.g. the trigger's, which
+        rebuilt from the logs) completed with what this tracker knows and it cannot: the destinations
+        rejected at send time, and the errors of reports this tracker consumed (logs have no error)."""
+        known = {
+            item["message_id"]: item
+            for item in self._failed
+            if item.get("_k") and item.get("error") is not None
+        }
+        errors = dict(summary.get("errors") or {})
+        failed = []
+        for item in summary.get("failed") or []:
+            item = dict(item)
+            match = known.get(item.get("message_id"))
+            if item.get("error") is None and match is not None and errors.get("UNKNOWN", 0) > 0:
+                item["error"], item["permanent"] = match["error"], match["permanent"]
+                errors["UNKNOWN"] -= 1
+                errors[match["error"]] = errors.get(match["error"], 0) + 1
+            failed.append(item)
+        if not errors.get("UNKNOWN", 1):
+            del errors["UNKNOWN"]
+        rejected = [
+            {k: v for k, v in item.items() if k != "_k"} for item in self._failed if not item.get("_k")
+        ]
+        if self._rejected_at_send:
+            errors["REJECTED_AT_SEND"] = self._rejected_at_send
+        outcomes = dict(summary["outcomes"])
+        outcomes[Outcome.FAILED.value] += self._rejected_at_send
+        return {
+            **summary,
+            "outcomes": outcomes,
+            "total": summary["total"] + self._rejected_at_send,
+            "failed": (rejected + failed)[: self.failed_cap],
+            "errors": errors,
+            "rejected_at_send": self._rejected_at_send,
+        }
+
+    def unfinished(self) -> list[str]:
+        """Return the bulk ids (or message ids) that still have destinations without a final outcome."""
+        return [b for b, bucket in self._buckets.items() if not bucket.finished]
+
+    @property
+    def all_final(self) -> bool:
+        """``True`` when every expected destination has a final outcome."""
+        return not self.unfinished()
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of destinations by outcome, ``PENDING`` included."""
+        result = {o.value: 0 for o in Outcome}
+        for bucket in self._buckets.values():
+            for name, n in bucket.counts.items():
+                result[name] += n
+            result[Outcome.PENDING.value] += max(bucket.expected - bucket.done, 0)
+        result[Outcome.FAILED.value] += self._rejected_at_send
+        return result
+
+    def summary(self, *, timed_out: bool = False, detail_path: str | None = None) -> dict[str, Any]:
+        """Return the JSON summary described in the module docstring (bounded in size)."""
+        counts = self.counts()
+        return {
+            "outcomes": counts,
+            "total": sum(counts.values()),
+            "all_final": counts[Outcome.PENDING.value] == 0,
+            "price": dict(self._price),
+            "bulks": list(self._buckets),
+            "failed": [{k: v for k, v in item.items() if k != "_k"} for item in self._failed],
+            "errors": dict(self._errors),
+            "rejected_at_send": self._rejected_at_send,
+            "detail_path": detail_path,
+            "timed_out": timed_out,
+        }
+
+    # -- state ----------------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Return the tracker as a JSON-safe dict (see :meth:`from_state`)."""
+        return {
+            "version": STATE_VERSION,
+            "flow": list(self.flow),
+            "failed_cap": self.failed_cap,
+            "show_full_numbers": self.show_full_numbers,
+            "key_by": self.key_by,
+            "buckets": {
+                b: {"expected": s.expected, "counts": dict(s.counts), "final": _pack_keys(s.final)}
+                for b, s in self._buckets.items()
+            },
+            "price": dict(self._price),
+            "errors": dict(self._errors),
+            "failed": list(self._failed),
+            "rejected_at_send": self._rejected_at_send,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> DeliveryTracker:
+        """Rebuild a tracker from :meth:`to_state`; raise ``ValueError`` on a state of another version."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown tracker state version {state.get('version')!r}")
+        tracker = cls(
+            {},
+            flow=state["flow"],
+            failed_cap=state["failed_cap"],
+            show_full_numbers=state["show_full_numbers"],
+            key_by=state["key_by"],
+        )
+        for bucket_id, data in state["buckets"].items():
+            tracker._buckets[bucket_id] = _Bucket(
+                int(data["expected"]), dict(data["counts"]), _unpack_keys(data["final"])
+            )
+        tracker._price = dict(state["price"])
+        tracker._errors = dict(state["errors"])
+        tracker._failed = [dict(item) for item in state["failed"]]
+        tracker._rejected_at_send = int(state["rejected_at_send"])
+        return tracker
+
+
+def latest_per_destination(records: Iterable[Record], flow: Sequence[str] = DEFAULT_FLOW) -> list[Record]:
+    """Return one record per destination (``bulkId`` + ``to``): its final one when it has one.
+
+    Logs may hold a row per step (a failed Viber row and the SMS row); the row of the latest step of
+    the flow wins, a final row over a pending one.
+    """
+    best: dict[tuple[str | None, str], tuple[tuple[int, int], Record]] = {}
+    for record in records:
+        name = _channel_name(record.channel)
+        rank = (
+            int(classify(record.channel, record.status, flow) is not Outcome.PENDING),
+            flow.index(name) if name in flow else len(flow),
+        )
+        key = (record.bulk_id, destination_key(record.to))
+        if key not in best or rank >= best[key][0]:
+            best[key] = (rank, record)
+    return [record for _, record in best.values()]
+
+
+def detail_line(record: Record, flow: Sequence[str], *, show_full_numbers: bool = False) -> dict[str, Any]:
+    """Return the per-destination detail of one log row or report (one JSON line of ``detail_path``)."""
+    error = getattr(record, "error", None)
+    price = record.price
+    return {
+        "to": shorten_phone_number(record.to, full=show_full_numbers),
+        "bulk_id": record.bulk_id,
+        "message_id": record.message_id,
+        "channel": _channel_name(record.channel),
+        "status": record.status.name if record.status else None,
+        "outcome": classify(record.channel, record.status, flow).value,
+        "error": error.name if error is not None else None,
+        "permanent": error.permanent if error is not None else None,
+        "price": price.price_per_message if price is not None else None,
+        "currency": price.currency if price is not None else None,
+        "done_at": record.done_at.isoformat() if record.done_at else None,
+    }
