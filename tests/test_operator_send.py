@@ -98,6 +98,11 @@ BAD_INPUTS = [
         "destinations[1].messageId",
         id="duplicate-message-id",
     ),
+    pytest.param(
+        {"destinations": ["41790000001", "41790000002", "+41790000001"]},
+        "destinations[2].to: +4179****001 is already destinations[0]",
+        id="same-number-twice",
+    ),
     pytest.param({"viber": None, "sms": None}, "no channel content", id="no-content"),
     pytest.param({"viber": None, "viber_validity": 60}, "viber_validity", id="validity-without-viber"),
 ]

@@ -440,9 +440,17 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         bulk_ids = [_ids.bulk_id(prefix, number) for number in range(1, len(ranges) + 1)]
         errors: list[str] = []
         seen_ids: dict[str, int] = {}
+        seen_addresses: dict[str, int] = {}
         for bulk, positions in zip(bulk_ids, ranges, strict=True):
             for position in positions:
                 destination = destinations[position]
+                address = destination_address(destination)
+                if address in seen_addresses and len(errors) < MAX_LISTED_ERRORS:
+                    errors.append(
+                        f"destinations[{position}].to: {self._show(address)} is already "
+                        f"destinations[{seen_addresses[address]}]; it would get the message twice"
+                    )
+                seen_addresses.setdefault(address, position)
                 if destination.message_id is None:
                     destinations[position] = destination.model_copy(
                         update={"message_id": _ids.message_id(bulk, position)}
