@@ -187,3 +187,20 @@ def test_airflow_providers_list_shows_the_provider() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "airflow-provider-omni" in result.stdout
+
+
+def test_every_module_and_class_the_metadata_names_imports() -> None:
+    import importlib
+
+    info = get_provider_info()
+    modules = [
+        m
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for e in info[kind]
+        for m in e["python-modules"]
+    ]
+    for module in modules:
+        importlib.import_module(module)
+    for path in info["notifications"] + [info["connection-types"][0]["hook-class-name"]]:
+        module, name = path.rsplit(".", 1)
+        assert hasattr(importlib.import_module(module), name), path
