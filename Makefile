@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip -q
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install -q -c constraints.txt \
 	    "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
