@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from airflow_provider_omni.sandbox.state import (
     ENDPOINTS,
@@ -199,25 +200,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
 # -- query parameters ------------------------------------------------------------------------------
 
 
-def _int_param(
-    request: Request, name: str, default: int, minimum: int = 0, maximum: int | None = None
-) -> int:
+#: The largest ``int32``, the format of every integer parameter in the document.
+INT32_MAX = 2**31 - 1
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int = 0, maximum: int = INT32_MAX) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
         raise bad_request(name, f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise bad_request(name, f"{name} must be {bounds}, got {value}")
+    if not minimum <= value <= maximum:
+        raise bad_request(name, f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
 
 
 def _enum_param(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw not in allowed:
         raise bad_request(name, f"{raw!r} is not one of {', '.join(allowed)}")
@@ -231,7 +233,7 @@ def _list_param(request: Request, name: str) -> list[str]:
 
 def _bool_param(request: Request, name: str) -> bool | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw.lower() in {"true", "false"}:
         return raw.lower() == "true"
@@ -240,7 +242,7 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 def _time_param(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
-    return None if not raw else parse_time(raw, name)
+    return None if raw is None else parse_time(raw, name)
 
 
 async def _json_body(request: Request) -> Any:
@@ -250,6 +252,9 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
+        if "xml" in request.headers.get("content-type", ""):
+            # Infobip also takes XML bodies; the sandbox (like the provider's hook) speaks JSON only
+            raise bad_request("request", "the sandbox accepts JSON bodies only, not XML") from None
         raise bad_request("request", f"malformed JSON: {exc}") from None
 
 
@@ -286,9 +291,22 @@ def create_app(state: SandboxState) -> ASGIApp:
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message_id = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
-        return _answer(exc.status_code, error_body(message_id, str(exc.detail)))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(api, request))
+        return _answer(exc.status_code, error_body(message_id, str(exc.detail)), headers)
 
     return SandboxMiddleware(api, state)
+
+
+def _allowed_methods(api: FastAPI, request: Request) -> list[str]:
+    """Return the methods of every route of the request's path (Starlette names only its first)."""
+    methods: set[str] = set()
+    for route in api.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def _add_omni_routes(api: FastAPI, state: SandboxState) -> None:

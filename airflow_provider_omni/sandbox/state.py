@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import random
 import threading
@@ -82,12 +83,37 @@ def _validation_errors(exc: ValidationError) -> dict[str, list[str]]:
     return errors
 
 
+def _null_fields(node: Any, path: str = "") -> list[str]:
+    """Return the paths (``flow[0].from``) of the ``null`` values in a JSON body."""
+    if node is None:
+        return [path or "request"]
+    if isinstance(node, dict):
+        return [
+            field
+            for key, value in node.items()
+            for field in _null_fields(value, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(node, list):
+        return [
+            field for index, value in enumerate(node) for field in _null_fields(value, f"{path}[{index}]")
+        ]
+    return []
+
+
 def validate_model(model: type[BaseModel], payload: Any) -> Any:
-    """Validate ``payload`` with ``model``; a failure becomes a 400 with ``validationErrors``."""
+    """Validate ``payload`` with ``model``; a failure becomes a 400 with ``validationErrors``.
+
+    JSON types are checked strictly (``"default": 0`` is not a boolean), and ``null`` is refused
+    anywhere: the document declares no nullable field (leave a field out instead).
+    """
     if not isinstance(payload, dict):
         raise bad_request("request", "the body must be a JSON object")
+    nulls = _null_fields(payload)
+    if nulls:
+        message = "must not be null; leave the field out instead"
+        raise SandboxError(400, "BAD_REQUEST", "Bad request", {field: [message] for field in nulls})
     try:
-        return model.model_validate(payload)
+        return model.model_validate_json(json.dumps(payload), strict=True)
     except ValidationError as exc:
         raise SandboxError(400, "BAD_REQUEST", "Bad request", _validation_errors(exc)) from None
 
@@ -741,12 +767,12 @@ class SandboxState:
     # -- scenarios
 
     def _scenario_body(self, scenario: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "key": scenario["key"],
-            "name": scenario["name"],
-            "flow": [dict(step) for step in scenario["flow"]],
-            "default": scenario["default"],
-        }
+        body: dict[str, Any] = {"key": scenario["key"]}
+        if scenario["name"] is not None:  # a scenario created without a name has none, not null
+            body["name"] = scenario["name"]
+        body["flow"] = [dict(step) for step in scenario["flow"]]
+        body["default"] = scenario["default"]
+        return body
 
     def _parse_scenario(self, payload: Any) -> dict[str, Any]:
         from airflow_provider_omni.models import CreateOrUpdateScenarioRequest, to_payload
