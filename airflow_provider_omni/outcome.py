@@ -55,13 +55,23 @@ import enum
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_omni.models import DeliveryReport, OmniChannel, OmniLog, Status
 from airflow_provider_omni.privacy import shorten_phone_number
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from airflow_provider_omni.models import DeliveryReport, OmniChannel, OmniLog, Status
+
+    Record: TypeAlias = DeliveryReport | OmniLog
+
+# This module is imported by DAG files (through the sensor and the branch operator): it imports no
+# model at module level (pydantic class creation is the costly part), only where a dict is parsed.
+
+_VIBER = "VIBER"
 #: The scenario flow assumed when none is given: Viber first, then SMS.
-DEFAULT_FLOW: tuple[str, ...] = (OmniChannel.VIBER.value, OmniChannel.SMS.value)
+DEFAULT_FLOW: tuple[str, ...] = (_VIBER, "SMS")
 #: How many failed destinations the summary lists in full.
 DEFAULT_FAILED_CAP = 100
 #: Version of :meth:`DeliveryTracker.to_state`; a state of another version is ignored (rebuilt).
@@ -83,15 +93,14 @@ class Outcome(enum.StrEnum):
     PENDING = "PENDING"
 
 
-Record = DeliveryReport | OmniLog
-
-
 def _status_fields(
     status: Status | Mapping[str, Any] | None,
 ) -> tuple[int | None, str | None, int | None, str]:
     if status is None:
         return None, None, None, ""
     if isinstance(status, Mapping):
+        from airflow_provider_omni.models import Status
+
         status = Status.model_validate(status)
     return status.group_id, (status.group_name or "").upper() or None, status.id, (status.name or "").upper()
 
@@ -121,7 +130,7 @@ def is_final_status(status: Status | Mapping[str, Any] | None) -> bool:
 def _channel_name(channel: OmniChannel | str | None) -> str | None:
     if channel is None:
         return None
-    return (channel.value if isinstance(channel, OmniChannel) else str(channel)).upper()
+    return str(getattr(channel, "value", channel)).upper()
 
 
 def normalize_flow(flow: Iterable[OmniChannel | str | Mapping[str, Any]] | None) -> tuple[str, ...]:
@@ -158,7 +167,7 @@ def classify(
         return Outcome.PENDING
     name = _channel_name(channel)
     if is_delivered(status):
-        return Outcome.VIBER_DELIVERED if name == OmniChannel.VIBER.value else Outcome.SMS_DELIVERED
+        return Outcome.VIBER_DELIVERED if name == _VIBER else Outcome.SMS_DELIVERED
     if name in flow and flow.index(name) < len(flow) - 1:
         return Outcome.PENDING
     return Outcome.FAILED
@@ -512,3 +521,70 @@ def detail_line(record: Record, flow: Sequence[str], *, show_full_numbers: bool 
         "currency": price.currency if price is not None else None,
         "done_at": record.done_at.isoformat() if record.done_at else None,
     }
+
+
+# -- reading the logs (the plan is shared by the sensor, sync, and the trigger, async) -----------------
+
+#: Rows per ``GET /omni/1/logs`` request (Infobip's maximum, and the size of a bulk).
+LOGS_LIMIT = 1000
+#: Message ids per logs request when waiting on message ids (keeps the query string short).
+MESSAGE_IDS_PER_LOGS_REQUEST = 100
+
+
+def plan_logs_requests(bucket_ids: Sequence[str], key_by: str = "bulk") -> list[dict[str, Any]]:
+    """Return the first ``get_logs`` / ``aget_logs`` keyword arguments that read the logs of ``bucket_ids``.
+
+    One request per bulk, or one per 100 message ids (``key_by="message"``).  After each answer,
+    :func:`more_logs_requests` tells whether that bulk needs more.
+    """
+    if key_by == "message":
+        return [
+            {
+                "message_id": list(bucket_ids[start : start + MESSAGE_IDS_PER_LOGS_REQUEST]),
+                "limit": LOGS_LIMIT,
+            }
+            for start in range(0, len(bucket_ids), MESSAGE_IDS_PER_LOGS_REQUEST)
+        ]
+    return [{"bulk_id": bulk_id, "limit": LOGS_LIMIT} for bulk_id in bucket_ids]
+
+
+def logs_page_is_complete(
+    rows: Sequence[Record], expected: int | None, flow: Sequence[str] = DEFAULT_FLOW
+) -> bool:
+    """Tell whether one full page of a bulk's logs already tells everything the logs know about it.
+
+    It does when it has a row for each of the ``expected`` destinations and no row is a failed step
+    that a later step may have followed in another row (logs with one row per message, as Infobip's
+    and the sandbox's, always pass; logs with one row per step would not).  ``expected`` ``None``
+    (size unknown) is never complete.
+    """
+    if expected is None:
+        return False
+    seen: set[str] = set()
+    for row in rows:
+        if is_final_status(row.status) and classify(row.channel, row.status, flow) is Outcome.PENDING:
+            return False
+        seen.add(destination_key(row.to))
+    return len(seen) >= expected
+
+
+def more_logs_requests(
+    request: Mapping[str, Any],
+    rows: Sequence[Record],
+    *,
+    flow: Sequence[str] = DEFAULT_FLOW,
+    expected: Mapping[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Return the requests still needed after ``rows`` answered ``request`` (usually none).
+
+    A bulk whose page came back full and incomplete (:func:`logs_page_is_complete`) is read again once
+    per channel of the flow: a bulk holds at most 1000 destinations, so each channel fits in a page.
+
+    :param expected: the number of destinations per bulk, where known.
+    """
+    bulk_id = request.get("bulk_id")
+    if not isinstance(bulk_id, str) or "channel" in request or len(rows) < int(request["limit"]):
+        return []
+    if logs_page_is_complete(rows, (expected or {}).get(bulk_id), flow):
+        return []
+    return [{**request, "channel": channel} for channel in flow]

@@ -220,11 +220,14 @@ def task_wait_poke(args: dict[str, Any]) -> dict[str, Any]:
         timeout=args["timeout"],
         mode="poke",
     )
-    pokes = {"n": 0}
+    pokes = {"n": 0, "unfinished": 0}
     original = sensor.poke
+    bulks = len(send_result.get("bulks") or []) if isinstance(send_result, dict) else 0
 
     def counting_poke(context: Any) -> Any:
         pokes["n"] += 1
+        tracker = getattr(sensor, "_tracker", None)
+        pokes["unfinished"] += len(tracker.unfinished()) if tracker is not None else bulks
         return original(context)
 
     sensor.poke = counting_poke  # type: ignore[method-assign]
@@ -234,6 +237,7 @@ def task_wait_poke(args: dict[str, Any]) -> dict[str, Any]:
     return {
         **meter.as_dict(),
         "pokes": pokes["n"],
+        "unfinished_at_polls": pokes["unfinished"],
         "summary_bytes": len(json.dumps(summary).encode()),
         "summary": _small(summary),
     }
@@ -297,13 +301,14 @@ def _load_trigger(path: str) -> Any:
 def task_wait_trigger(args: dict[str, Any]) -> dict[str, Any]:
     """Deferrable mode, triggerer part: run the trigger until its one event (saved for part 2)."""
     trigger, _ = _load_trigger(args["trigger_file"])
-    polls = {"n": 0}
+    polls = {"n": 0, "unfinished": 0}
     poll_once = getattr(trigger, "_poll_once", None)
     if poll_once is not None:
 
-        async def counting_poll(*a: Any, **k: Any) -> Any:
+        async def counting_poll(hook: Any, tracker: Any) -> Any:
             polls["n"] += 1
-            return await poll_once(*a, **k)
+            polls["unfinished"] += len(tracker.unfinished())
+            return await poll_once(hook, tracker)
 
         trigger._poll_once = counting_poll
 
@@ -320,6 +325,7 @@ def task_wait_trigger(args: dict[str, Any]) -> dict[str, Any]:
     return {
         **meter.as_dict(),
         "polls": polls["n"] if poll_once is not None else None,
+        "unfinished_at_polls": polls["unfinished"],
         "event_bytes": len(json.dumps(payload, default=str).encode()),
         "status": payload.get("status") if isinstance(payload, dict) else None,
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -16,7 +18,9 @@ from airflow_provider_omni.outcome import (
     is_delivered,
     is_final_status,
     latest_per_destination,
+    more_logs_requests,
     normalize_flow,
+    plan_logs_requests,
 )
 
 DELIVERED = {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}
@@ -292,3 +296,61 @@ def test_detail_line_shortens_numbers_and_names_the_outcome():
         detail_line(report("41790000006", "SMS", DELIVERED), ("VIBER", "SMS"), show_full_numbers=True)["to"]
         == "41790000006"
     )
+
+
+# -- the plan of the logs reads (shared by the sensor and the trigger) -------------------------------------
+
+
+def test_logs_are_read_with_one_request_per_bulk_or_per_100_message_ids():
+    assert plan_logs_requests(["b1", "b2"]) == [
+        {"bulk_id": "b1", "limit": 1000},
+        {"bulk_id": "b2", "limit": 1000},
+    ]
+    ids = [f"m{i}" for i in range(250)]
+    plan = plan_logs_requests(ids, key_by="message")
+    assert [len(r["message_id"]) for r in plan] == [100, 100, 50]
+    assert [m for r in plan for m in r["message_id"]] == ids
+
+
+def full_page(n: int = 1000, *, bulk: str = "b1") -> list[OmniLog]:
+    return [log(f"4179{i:07d}", "VIBER", PENDING, bulk=bulk) for i in range(n)]
+
+
+def test_a_full_page_with_a_row_for_every_destination_needs_no_more_requests():
+    request = plan_logs_requests(["b1"])[0]
+    assert more_logs_requests(request, full_page(), expected={"b1": 1000}) == []
+
+
+def test_a_page_that_is_not_full_needs_no_more_requests():
+    request = plan_logs_requests(["b1"])[0]
+    assert more_logs_requests(request, full_page(10), expected={"b1": 1000}) == []
+    assert more_logs_requests(request, full_page(10)) == []
+
+
+def test_a_full_page_is_read_again_per_channel_when_it_may_miss_rows():
+    request = plan_logs_requests(["b1"])[0]
+    per_channel = [
+        {"bulk_id": "b1", "limit": 1000, "channel": "VIBER"},
+        {"bulk_id": "b1", "limit": 1000, "channel": "SMS"},
+    ]
+    # the size of the bulk is unknown
+    assert more_logs_requests(request, full_page()) == per_channel
+    # fewer distinct destinations than the bulk holds (one row per step, say)
+    rows = full_page(500) + full_page(500)
+    assert more_logs_requests(request, rows, expected={"b1": 1000}) == per_channel
+    # every destination is there, but one row is a failed Viber step: its SMS row may be beyond the page
+    rows = [*full_page(999), log("41799999999", "VIBER", EXPIRED)]
+    assert more_logs_requests(request, rows, expected={"b1": 1000}) == per_channel
+    # the per-channel pages themselves are never split further
+    assert more_logs_requests(per_channel[0], full_page(), expected={"b1": 2000}) == []
+
+
+def test_message_id_pages_need_no_more_requests():
+    request = plan_logs_requests([f"m{i}" for i in range(100)], key_by="message")[0]
+    assert more_logs_requests({**request, "limit": 1}, full_page(1)) == []
+
+
+def test_outcome_imports_no_model_at_module_level():
+    code = "import sys, airflow_provider_omni.outcome; print('airflow_provider_omni.models' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

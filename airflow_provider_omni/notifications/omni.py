@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier
 
 from airflow_provider_omni.exceptions import OmniSendUncertainError
-from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.models import OmniAdvancedRequest, SmsData, TimeUnit, ViberData
 from airflow_provider_omni.privacy import shorten_phone_number
 
 if TYPE_CHECKING:
@@ -18,6 +16,12 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_omni.hooks.omni import OmniHook
+    from airflow_provider_omni.models import OmniAdvancedRequest
+
+# A DAG file imports this module: the hook (requests) and the models (pydantic classes) are imported
+# where they are used, when a callback sends.
+_DEFAULT_CONN_ID = "omni_default"
 _BULK_PREFIX = "omni-notify"
 
 
@@ -74,7 +78,7 @@ class OmniNotifier(BaseNotifier):
         destinations: str | Sequence[str],
         viber_text: str,
         sms_text: str | None = None,
-        omni_conn_id: str = OmniHook.default_conn_name,
+        omni_conn_id: str = _DEFAULT_CONN_ID,
         viber_validity_minutes: int | None = None,
         sms_validity_minutes: int | None = None,
         bulk_id_prefix: str = _BULK_PREFIX,
@@ -92,6 +96,8 @@ class OmniNotifier(BaseNotifier):
     @cached_property
     def hook(self) -> OmniHook:
         """The hook of ``omni_conn_id``."""
+        from airflow_provider_omni.hooks.omni import OmniHook
+
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def _numbers(self) -> list[str]:
@@ -102,6 +108,8 @@ class OmniNotifier(BaseNotifier):
 
     def build_request(self, bulk_id: str) -> OmniAdvancedRequest:
         """Return the (validated) request for the rendered texts and destinations."""
+        from airflow_provider_omni.models import OmniAdvancedRequest, SmsData, TimeUnit, ViberData
+
         numbers = self._numbers()
         return OmniAdvancedRequest(
             scenario_key=self.scenario_key,

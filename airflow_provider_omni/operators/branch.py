@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator
 
-from airflow_provider_omni.outcome import Outcome
 from airflow_provider_omni.sensors.delivery_report import parse_xcom_value
 
 if TYPE_CHECKING:
@@ -63,6 +62,8 @@ def choose_branches(
     :param summary: the delivery report sensor's summary (``outcomes`` is what is read).
     :param pending: task ids for destinations still pending; ``None`` sends them to ``failed``.
     """
+    from airflow_provider_omni.outcome import Outcome
+
     outcomes = summary.get("outcomes")
     if not isinstance(outcomes, Mapping):
         raise ValueError(f"not a delivery summary (no 'outcomes'): {summary!r:.300}")

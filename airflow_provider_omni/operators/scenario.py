@@ -8,15 +8,18 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from pydantic import ValidationError
 
 from airflow_provider_omni.exceptions import OmniValidationError
-from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.models import Step
-from airflow_provider_omni.operators._ids import error_lines
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_omni.hooks.omni import OmniHook
+    from airflow_provider_omni.models import Step
+
+# A DAG file imports this module: the hook (requests) and the models (pydantic classes) are imported
+# where they are used, at run time.
+_DEFAULT_CONN_ID = "omni_default"
 
 
 def parse_flow(flow: Any) -> list[Step]:
@@ -25,6 +28,11 @@ def parse_flow(flow: Any) -> list[Step]:
     :param flow: ``[{"channel": "VIBER", "from": "..."}, {"channel": "SMS", "from": "..."}]``.
     :raises OmniValidationError: e.g. ``flow[1].channel: Input should be 'SMS', ...``.
     """
+    from pydantic import ValidationError
+
+    from airflow_provider_omni.models import Step
+    from airflow_provider_omni.operators._ids import error_lines
+
     if isinstance(flow, str):
         try:
             flow = json.loads(flow)
@@ -86,7 +94,7 @@ class OmniCreateScenarioOperator(BaseOperator):
         flow: Sequence[Step | dict[str, Any]] | str,
         default: bool = False,
         update_if_different: bool = False,
-        omni_conn_id: str = OmniHook.default_conn_name,
+        omni_conn_id: str = _DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +107,8 @@ class OmniCreateScenarioOperator(BaseOperator):
     @cached_property
     def hook(self) -> OmniHook:
         """The hook talking to Infobip through ``omni_conn_id``."""
+        from airflow_provider_omni.hooks.omni import OmniHook
+
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def execute(self, context: Context) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -14,31 +15,28 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.outcome import (
-    DEFAULT_FAILED_CAP,
-    DeliveryTracker,
-    detail_line,
-    latest_per_destination,
-    normalize_flow,
-)
-from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
-
 try:  # Airflow 3.3 names it AirflowSensorTimeout in airflow.sdk.exceptions; older in airflow.exceptions
     from airflow.sdk.exceptions import AirflowSensorTimeout
 except ImportError:  # pragma: no cover
     from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined]
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow.sdk import Context
 
+    from airflow_provider_omni.hooks.omni import OmniHook
     from airflow_provider_omni.models import OmniChannel, OmniLog
+    from airflow_provider_omni.outcome import DeliveryTracker
+
+# A DAG file imports this module: the hook (requests, the models), the outcome logic and the trigger
+# are imported where they are used, at run time.
 
 #: Key of the tracker in the task state store (Airflow 3.3+); per-bulk sets use ``<key>.final.<n>``.
 STATE_KEY = "omni_delivery_tracker"
-_LOGS_LIMIT = 1000
+_DEFAULT_CONN_ID = "omni_default"
+_DEFAULT_FAILED_CAP = 100
 _REPORTS_LIMIT = 1000
-_MESSAGE_IDS_PER_LOGS_REQUEST = 100
 _EVENT_STATUSES = ("success", "timeout", "error")
 
 
@@ -76,26 +74,27 @@ def _send_results(value: Any) -> list[Mapping[str, Any]]:
 
 
 def fetch_logs_sync(
-    hook: OmniHook, bucket_ids: Sequence[str], key_by: str, flow: Sequence[str]
-) -> Iterable[OmniLog]:
-    """Yield the log rows of the bulks (or message ids), working around the 1000-row limit per request.
+    hook: OmniHook,
+    bucket_ids: Sequence[str],
+    key_by: str,
+    flow: Sequence[str],
+    expected: Mapping[str, int] | None = None,
+) -> Iterator[OmniLog]:
+    """Yield the log rows of the bulks (or message ids): one request per bulk, more only when needed.
 
-    A full page for a bulk is fetched again per channel of the flow (a bulk holds at most 1000
-    destinations, one row per destination and channel).
+    The requests are planned by :func:`~airflow_provider_omni.outcome.plan_logs_requests` and
+    :func:`~airflow_provider_omni.outcome.more_logs_requests` (a full page that misses destinations is
+    read again per channel); the trigger follows the same plan asynchronously.
+
+    :param expected: destinations per bulk, when known (a full page covering them all is complete).
     """
-    if key_by == "message":
-        for start in range(0, len(bucket_ids), _MESSAGE_IDS_PER_LOGS_REQUEST):
-            chunk = list(bucket_ids[start : start + _MESSAGE_IDS_PER_LOGS_REQUEST])
-            yield from hook.get_logs(message_id=chunk, limit=_LOGS_LIMIT)
-        return
-    for bulk_id in bucket_ids:
-        rows = hook.get_logs(bulk_id=bulk_id, limit=_LOGS_LIMIT)
-        if len(rows) >= _LOGS_LIMIT:
-            rows = [
-                row
-                for channel in flow
-                for row in hook.get_logs(bulk_id=bulk_id, channel=channel, limit=_LOGS_LIMIT)
-            ]
+    from airflow_provider_omni.outcome import more_logs_requests, plan_logs_requests
+
+    queue = deque(plan_logs_requests(bucket_ids, key_by))
+    while queue:
+        request = queue.popleft()
+        rows = hook.get_logs(**request)
+        queue.extend(more_logs_requests(request, rows, flow=flow, expected=expected))
         yield from rows
 
 
@@ -112,7 +111,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     unfinished bulk per poke.  Reports are handed out once, so what was consumed is kept in the task
     state store (Airflow 3.3+) between reschedules and tries, and rebuilt from the re-readable
     ``GET /omni/1/logs`` when it may be lost (a new process without stored state, a deferral, a crash
-    in the middle of a poke).
+    in the middle of a poke): one logs request per unfinished bulk.  The first poke of the first try
+    reads no logs (nothing can have been consumed yet).
 
     :param send_result: the send operator's XCom (templated; typically its ``XComArg`` or
         ``"{{ ti.xcom_pull('send') }}"``), or a list of them for a mapped send.
@@ -143,11 +143,11 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         send_result: Any = None,
         bulk_ids: Sequence[str] | Mapping[str, int] | str | None = None,
         message_ids: Sequence[str] | str | None = None,
-        omni_conn_id: str = OmniHook.default_conn_name,
+        omni_conn_id: str = _DEFAULT_CONN_ID,
         flow: Sequence[str | OmniChannel] | None = None,
         succeed_on_timeout: bool = False,
         detail_path: str | None = None,
-        failed_cap: int = DEFAULT_FAILED_CAP,
+        failed_cap: int = _DEFAULT_FAILED_CAP,
         logs_reconcile_interval: float | None = 600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -156,6 +156,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             kwargs.setdefault("poke_interval", 30)
             kwargs.setdefault("timeout", timedelta(days=2).total_seconds())
         super().__init__(**kwargs)
+        from airflow_provider_omni.outcome import normalize_flow
+
         if sum(x is not None for x in (send_result, bulk_ids, message_ids)) != 1:
             raise ValueError("give exactly one of send_result, bulk_ids or message_ids")
         self.send_result = send_result
@@ -176,12 +178,16 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> OmniHook:
         """The hook of ``omni_conn_id``."""
+        from airflow_provider_omni.hooks.omni import OmniHook
+
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     # -- what to wait for ------------------------------------------------------------------------------
 
     def _new_tracker(self) -> DeliveryTracker:
         """Build an empty tracker for the targets (sizes of bare bulk ids are read from the logs)."""
+        from airflow_provider_omni.outcome import DeliveryTracker, latest_per_destination
+
         options: dict[str, Any] = {
             "flow": self.flow,
             "failed_cap": self.failed_cap,
@@ -234,15 +240,37 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 self._tracker = tracker
                 return tracker
         tracker = self._new_tracker()
-        self._rebuild_from_logs(tracker)
+        if self._nothing_consumed_yet(context, stored):
+            self.log.info("First poke of the first try: no report consumed yet, no need to read the logs")
+            self._logs_read_at = time.time()  # as complete as a fresh read: the next one is due later
+        else:
+            self._rebuild_from_logs(tracker)
         self._tracker = tracker
         return tracker
+
+    def _nothing_consumed_yet(self, context: Context, stored: Any) -> bool:
+        """Tell whether no earlier run of this task instance can have consumed any of its reports.
+
+        Only on the first try (Airflow gives every new try, a cleared task included, a higher
+        ``try_number``; a reschedule keeps it): with a task state store, when it holds nothing for this
+        sensor (every poke writes there before it consumes a report); without one, when this is the
+        only ``execute()`` of the try (not reschedule mode).  Anywhere else, state may have been lost,
+        and the logs are read.
+        """
+        ti = context.get("ti")
+        if getattr(ti, "try_number", None) != 1:
+            return False
+        if self._store(context) is not None:
+            return stored is None
+        return not self.reschedule
 
     def _reconcile_due(self) -> bool:
         interval = self.logs_reconcile_interval
         return interval is not None and time.time() - self._logs_read_at >= interval
 
     def _restore(self, store: Any, state: dict[str, Any]) -> DeliveryTracker:
+        from airflow_provider_omni.outcome import DeliveryTracker
+
         state = json.loads(json.dumps(state))
         for index, (bucket_id, data) in enumerate(state["buckets"].items()):
             if data.get("final") is None:
@@ -259,7 +287,9 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         if not unfinished:
             return
         self._logs_read_at = time.time()
-        made_final = tracker.ingest_many(fetch_logs_sync(self.hook, unfinished, tracker.key_by, tracker.flow))
+        made_final = tracker.ingest_many(
+            fetch_logs_sync(self.hook, unfinished, tracker.key_by, tracker.flow, tracker.expected())
+        )
         self.log.info(
             "Read the logs of %d bulk(s): %d destination(s) already final", len(unfinished), made_final
         )
@@ -279,12 +309,18 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         store.set(STATE_KEY, {"dirty": dirty, "state": state, "logs_read_at": self._logs_read_at})
 
     def _mark_dirty(self, context: Context) -> None:
-        """Say, before consuming reports elsewhere or at all, that the stored state may fall behind."""
+        """Say, before consuming reports elsewhere or at all, that the stored state may fall behind.
+
+        With nothing stored yet, a bare dirty mark is written: a store holding nothing then proves
+        that no report was consumed (:meth:`_nothing_consumed_yet`).
+        """
         store = self._store(context)
         if store is None:
             return
         stored = store.get(STATE_KEY)
-        if isinstance(stored, dict) and not stored.get("dirty"):
+        if stored is None:
+            store.set(STATE_KEY, {"dirty": True})
+        elif isinstance(stored, dict) and not stored.get("dirty"):
             store.set(STATE_KEY, {**stored, "dirty": True})
 
     # -- poking -----------------------------------------------------------------------------------------
@@ -344,17 +380,20 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     def _write_detail(self, summary: dict[str, Any]) -> None:
         """Write one JSON line per destination, read from the logs, errors filled from the summary."""
+        from airflow_provider_omni.outcome import detail_line, latest_per_destination
+
         errors = {
             f["message_id"]: (f["error"], f["permanent"]) for f in summary["failed"] if f.get("message_id")
         }
         key_by = "message" if self.message_ids is not None else "bulk"
         full = self.hook.show_full_numbers
+        sizes = self._tracker.expected() if self._tracker is not None else None
         path = _open_path(str(self.detail_path))
         count = 0
         with path.open("w") as handle:
             for bucket_id in summary["bulks"]:
                 rows = latest_per_destination(
-                    fetch_logs_sync(self.hook, [bucket_id], key_by, self.flow), self.flow
+                    fetch_logs_sync(self.hook, [bucket_id], key_by, self.flow, sizes), self.flow
                 )
                 for row in rows:
                     line = detail_line(row, self.flow, show_full_numbers=full)
@@ -379,6 +418,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
+        from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
+
         tracker = self._load_tracker(context)
         self._mark_dirty(context)
         self.defer(
@@ -429,6 +470,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             except (KeyError, ValueError, TypeError) as err:
                 self.log.warning("Could not read the state from before deferring (%s)", err)
         if known is None:
+            from airflow_provider_omni.outcome import DeliveryTracker
+
             known = DeliveryTracker({}, flow=self.flow, failed_cap=self.failed_cap)
             if self.send_result is not None:
                 results = _send_results(self.send_result)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_omni.outcome import DEFAULT_FAILED_CAP, DEFAULT_FLOW, DeliveryTracker
+from airflow_provider_omni.outcome import (
+    DEFAULT_FAILED_CAP,
+    DEFAULT_FLOW,
+    DeliveryTracker,
+    more_logs_requests,
+    plan_logs_requests,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
-_LIMIT = 1000
-_MESSAGE_IDS_PER_LOGS_REQUEST = 100
+_REPORTS_LIMIT = 1000
 
 
 class OmniDeliveryReportTrigger(BaseTrigger):
@@ -96,23 +102,13 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         )
 
     async def _rebuild_from_logs(self, hook: Any, tracker: DeliveryTracker) -> None:
-        ids = tracker.unfinished()
-        if self.key_by == "message":
-            for start in range(0, len(ids), _MESSAGE_IDS_PER_LOGS_REQUEST):
-                tracker.ingest_many(
-                    await hook.aget_logs(
-                        message_id=ids[start : start + _MESSAGE_IDS_PER_LOGS_REQUEST], limit=_LIMIT
-                    )
-                )
-            return
-        for bulk_id in ids:
-            rows = await hook.aget_logs(bulk_id=bulk_id, limit=_LIMIT)
-            if len(rows) >= _LIMIT:
-                rows = [
-                    r
-                    for channel in self.flow
-                    for r in await hook.aget_logs(bulk_id=bulk_id, channel=channel, limit=_LIMIT)
-                ]
+        """Read the logs of the unfinished bulks into ``tracker``: the sensor's plan, awaited."""
+        expected = tracker.expected()
+        queue = deque(plan_logs_requests(tracker.unfinished(), self.key_by))
+        while queue:
+            request = queue.popleft()
+            rows = await hook.aget_logs(**request)
+            queue.extend(more_logs_requests(request, rows, flow=tracker.flow, expected=expected))
             tracker.ingest_many(rows)
 
     async def _poll_once(self, hook: Any, tracker: DeliveryTracker) -> None:
@@ -120,9 +116,9 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         # buckets the logs declared failed without an error: ask their reports once for the error
         for bucket_id in unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished)):
             if self.key_by == "message":
-                reports = await hook.aget_reports(message_id=bucket_id, limit=_LIMIT)
+                reports = await hook.aget_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
             else:
-                reports = await hook.aget_reports(bulk_id=bucket_id, limit=_LIMIT)
+                reports = await hook.aget_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
             tracker.ingest_many(reports)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
