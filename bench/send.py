@@ -117,7 +117,9 @@ def run(quick: bool) -> Section:
             "Client: each measurement runs in a fresh interpreter. The operator runs through "
             "`execute()` with a minimal context (ti with dag_id, task_id, run_id, map_index, try_number=1; "
             "no task state store), not `dag.test()`, which would add seconds of DB and scheduler work "
-            "unrelated to sending. The time covers validation, building the bulks and posting them.",
+            "unrelated to sending. The time covers the connection lookup, validation, building the bulks and "
+            "posting them; the provider's modules are imported before the clock, as the lower bound imports "
+            "`requests` before its clock.",
             "Baselines, same destinations, same content: (a) one POST per recipient with a "
             "`requests.Session` (keep-alive, kinder than bare `requests.post`)"
             + ("" if quick else "; measured at 1,000 and 10,000, extrapolated linearly for 100,000 (marked)")
@@ -197,8 +199,9 @@ def run(quick: bool) -> Section:
     section.tables.append(split)
     section.notes.append(
         "The build share is measured by calling `build_bulks()` once more after `execute()` (same N, same "
-        "process); the rest of the operator's CPU is serializing the requests and parsing the responses "
-        "(one `OmniResponse` entry per destination). On 2 shared cores the client's CPU also slows the "
+        "process; it includes validating and serializing every bulk); the rest of the operator's CPU is "
+        "the connection lookup, posting and reading Infobip's answers (only refused entries become "
+        "objects). On 2 shared cores the client's CPU also slows the "
         "sandbox, so CPU above the lower bound shows in wall time about one for one."
     )
     section.charts.append(

@@ -108,6 +108,24 @@ def _message(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def _send_bulk(hook: OmniHook) -> Any:
+    """Send ``_message()`` through the bulk path (what the send operator uses)."""
+    from airflow_provider_omni.models import AdvancedBulk, validate_destinations
+
+    message = _message()
+    fields = AdvancedBulk.fields_of(OmniAdvancedRequest.model_validate(message))
+    return hook.send_advanced_bulk(
+        AdvancedBulk.build(fields, message["bulkId"], validate_destinations(message["destinations"]))
+    )
+
+
+#: The two ways to send: a request model or dict, and a prebuilt bulk; the same retry rule holds.
+SENDS = [
+    pytest.param(lambda hook: hook.send_advanced(_message()), id="send_advanced"),
+    pytest.param(_send_bulk, id="send_advanced_bulk"),
+]
+
+
 # -- connection --------------------------------------------------------------------------------------
 
 
@@ -547,12 +565,13 @@ def test_max_retries_zero_means_one_request(monkeypatch: pytest.MonkeyPatch, req
         pytest.param({"exc": requests.exceptions.ChunkedEncodingError("broken body")}, id="broken-body"),
     ],
 )
+@pytest.mark.parametrize("send", SENDS)
 def test_ambiguous_send_failure_is_never_retried(
-    hook: OmniHook, requests_mock: Any, sleeps: list[float], failure: dict[str, Any]
+    hook: OmniHook, requests_mock: Any, sleeps: list[float], failure: dict[str, Any], send: Any
 ) -> None:
     requests_mock.post(f"{BASE}/omni/1/advanced", [failure, {"json": SEND_OK}])
     with pytest.raises(OmniSendUncertainError) as caught:
-        hook.send_advanced(_message())
+        send(hook)
     assert requests_mock.call_count == 1
     assert sleeps == []
     assert caught.value.bulk_id == "bulk-1"
@@ -576,11 +595,12 @@ def test_ambiguous_send_failure_is_never_retried(
         pytest.param({"status_code": 429, "headers": {"Retry-After": "1"}}, id="429"),
     ],
 )
+@pytest.mark.parametrize("send", SENDS)
 def test_send_is_retried_when_nothing_was_processed(
-    hook: OmniHook, requests_mock: Any, sleeps: list[float], failure: dict[str, Any]
+    hook: OmniHook, requests_mock: Any, sleeps: list[float], failure: dict[str, Any], send: Any
 ) -> None:
     requests_mock.post(f"{BASE}/omni/1/advanced", [failure, {"json": SEND_OK}])
-    assert hook.send_advanced(_message()).bulk_id == "bulk-1"
+    assert send(hook).bulk_id == "bulk-1"
     assert requests_mock.call_count == 2
     assert len(sleeps) == 1
 
@@ -602,11 +622,36 @@ def test_scenario_post_not_retried_after_5xx(hook: OmniHook, requests_mock: Any,
     assert requests_mock.call_count == 1
 
 
-def test_non_json_200_on_send_is_uncertain(hook: OmniHook, requests_mock: Any) -> None:
-    requests_mock.post(f"{BASE}/omni/1/advanced", text="<html>ok</html>")
-    with pytest.raises(OmniSendUncertainError):
-        hook.send_advanced(_message())
+@pytest.mark.parametrize("answer", ["<html>ok</html>", '{"messages": "not a list"}'])
+@pytest.mark.parametrize("send", SENDS)
+def test_unreadable_200_on_send_is_uncertain(
+    hook: OmniHook, requests_mock: Any, send: Any, answer: str
+) -> None:
+    requests_mock.post(f"{BASE}/omni/1/advanced", text=answer)
+    with pytest.raises(OmniSendUncertainError) as caught:
+        send(hook)
     assert requests_mock.call_count == 1
+    assert caught.value.bulk_id == "bulk-1"
+
+
+def test_bulk_send_posts_the_prebuilt_body_and_reports_refusals(hook: OmniHook, requests_mock: Any) -> None:
+    refused = {
+        "to": {"phoneNumber": "41793026728"},
+        "status": {"groupId": 5, "groupName": "REJECTED", "id": 6, "name": "REJECTED_NETWORK"},
+        "messageId": "bulk-1.1",
+    }
+    requests_mock.post(
+        f"{BASE}/omni/1/advanced", json={**SEND_OK, "messages": [*SEND_OK["messages"], refused]}
+    )
+
+    acceptance = _send_bulk(hook)
+
+    body = requests_mock.last_request.json()
+    validate_request("/omni/1/advanced", "post", body)
+    assert body == {**_message(), "scenarioKey": SCENARIO["key"]}
+    assert requests_mock.last_request.headers["Content-Type"] == "application/json"
+    assert requests_mock.last_request.headers["Authorization"] == f"App {API_KEY}"
+    assert (acceptance.bulk_id, acceptance.messages, acceptance.refused) == ("bulk-1", 2, [refused])
 
 
 # -- error mapping ------------------------------------------------------------------------------

@@ -273,3 +273,152 @@ def test_many_errors_are_summarised() -> None:
     assert len(error.validation_errors) == 30
     assert "and 10 more" in str(error)
     assert str(error).count("\n") == 21
+
+
+# -- the wire shapes agree with the models ----------------------------------------------------------
+
+DESTINATION_INPUTS = [
+    "41793026727",
+    "+41793026727",
+    "0041793026727",
+    "4179 302 67 27",
+    "",
+    41793026727,
+    None,
+    True,
+    [],
+    {"to": {"phoneNumber": "41793026727"}},
+    {"to": {"phone_number": "+41793026727"}, "message_id": "m-1"},
+    {"to": {"phoneNumber": "41793026727"}, "messageId": "m" * 200},
+    {"to": {"phoneNumber": "41793026727"}, "messageId": "m" * 201},
+    {"to": {"phoneNumber": "41793026727"}, "messageId": ""},
+    {"to": {"phoneNumber": "41793026727"}, "messageId": None},
+    {"to": {"phoneNumber": "41793026727"}, "messageId": 7},
+    {"to": {"phoneNumber": "41793026727", "emailAddress": None}},
+    {"to": {"emailAddress": "someone@example.com"}},
+    {"to": {"whatsAppUserId": "w" * 150}},
+    {"to": {"whatsAppUserId": "w" * 151}},
+    {"to": {"pushRegistrationId": "p-1", "phoneNumber": None}},
+    {"to": {}},
+    {"to": {"phoneNumber": None}},
+    {"to": {"emailAddress": ""}},
+    {"to": {"phoneNumber": 41793026727}},
+    {"to": {"phoneNumber": "41793026727", "fax": "1"}},
+    {"to": "41793026727"},
+    {"to": None},
+    {"messageId": "m"},
+    {"to": {"phoneNumber": "41793026727"}, "text": "extra"},
+    {},
+]
+
+
+def _by_model(item: Any) -> tuple[bool, Any]:
+    from airflow_provider_omni.models import Destination
+    from airflow_provider_omni.operators._ids import error_path
+
+    try:
+        return True, to_payload(Destination.model_validate(item))
+    except ValidationError as err:
+        return False, sorted({error_path(e["loc"]) for e in err.errors()})
+
+
+def _by_shape(item: Any) -> tuple[bool, Any]:
+    from airflow_provider_omni.models import validate_destinations
+    from airflow_provider_omni.operators._ids import error_path
+
+    try:
+        (shape,) = validate_destinations([item])
+        return True, {k: v for k, v in shape.items() if v is not None}
+    except ValidationError as err:
+        return False, sorted({error_path(e["loc"][1:]) for e in err.errors()})
+
+
+@pytest.mark.parametrize("item", DESTINATION_INPUTS, ids=lambda v: repr(v)[:40])
+def test_destination_shape_and_model_accept_and_refuse_the_same(item: Any) -> None:
+    """Same verdict, same payload when valid, errors on the same fields when not.
+
+    (A field given in both spellings is refused by both; which spelling is named may differ.)
+    """
+    assert _by_shape(item) == _by_model(item)
+
+
+def test_destination_shapes_agree_with_the_model_on_generated_inputs() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    texts = st.one_of(
+        st.sampled_from(["41793026727", "+41793026727", "0417", "", "a@b.c", "x" * 151]),
+        st.text(max_size=20),
+        st.integers(),
+        st.none(),
+    )
+    addresses = st.dictionaries(
+        st.sampled_from(
+            ["phoneNumber", "phone_number", "emailAddress", "whatsAppUserId", "pushRegistrationId", "fax"]
+        ),
+        texts,
+        max_size=3,
+    )
+    destinations = st.one_of(
+        texts,
+        st.dictionaries(
+            st.sampled_from(["to", "messageId", "message_id", "other"]),
+            st.one_of(texts, addresses),
+            max_size=3,
+        ),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(destinations)
+    def agree(item: Any) -> None:
+        assert _by_shape(item) == _by_model(item)
+
+    agree()
+
+
+def test_bulk_body_is_what_the_model_would_send() -> None:
+    from airflow_provider_omni.models import AdvancedBulk, validate_destinations
+
+    body = GUIDE["send_advanced_request"]
+    request = OmniAdvancedRequest.model_validate(body)
+    destinations = validate_destinations(body["destinations"])
+    bulk = AdvancedBulk.build(AdvancedBulk.fields_of(request), "bulk-1", destinations)
+
+    sent = json.loads(bulk.body)
+
+    assert sent == {**to_payload(request), "bulkId": "bulk-1"}
+    assert (bulk.size, bulk.destinations()) == (len(destinations), sent["destinations"])
+    validate_request("/omni/1/advanced", "post", sent)
+
+
+def test_bulk_acceptance_reads_the_documented_answers() -> None:
+    from airflow_provider_omni.models import BulkAcceptance
+
+    answers = [
+        v for p, m, s, _, v in EXAMPLES if (p, m) == ("/omni/1/advanced", "post") and s.startswith("2")
+    ]
+    answers.append(GUIDE["send_advanced_response"])
+    refused_entry = {
+        "to": {"phoneNumber": "41793026727"},
+        "messageId": "m2",
+        "status": {"groupName": "REJECTED"},
+    }
+    answers.append(
+        {
+            "bulkId": "b",
+            "messages": [{"messageId": "m1", "status": {"groupName": "PENDING"}}, refused_entry],
+            "new": 1,
+        }
+    )
+
+    for answer in answers:
+        acceptance = BulkAcceptance.from_json(json.dumps(answer).encode())
+        model = OmniResponse.model_validate(answer)
+        assert acceptance.bulk_id == model.bulk_id
+        assert acceptance.messages == len(model.messages)
+        assert [m["messageId"] for m in acceptance.refused] == [
+            m.message_id
+            for m in model.messages
+            if m.status and m.status.group_name in ("REJECTED", "UNDELIVERABLE")
+        ]
+    assert acceptance.refused == [refused_entry]

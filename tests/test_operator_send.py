@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_omni.exceptions import OmniError, OmniValidationError
 from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.models import Destination, SmsData, ViberData, to_payload
+from airflow_provider_omni.models import Destination, SmsData, ViberData
 from airflow_provider_omni.operators._ids import BULK_ID_MAX, bulk_id_prefix
 from airflow_provider_omni.operators.send import (
     OmniSendAdvancedMessageOperator,
@@ -177,9 +177,9 @@ def test_2500_destinations_go_out_in_3_bulks_with_deterministic_ids(
     # Same task instance -> same ids; message ids are {bulk id}.{position}
     again = op.build_bulks(make_context(try_number=2))
     assert [b.bulk_id for b in again] == [b.bulk_id for b in planned] == expected_ids
-    assert again[2].request.destinations[0].message_id == f"{prefix}.b3.2000"
-    assert [d.message_id for d in again[1].request.destinations] == [
-        d.message_id for d in planned[1].request.destinations
+    assert again[2].request.destinations()[0]["messageId"] == f"{prefix}.b3.2000"
+    assert [d["messageId"] for d in again[1].request.destinations()] == [
+        d["messageId"] for d in planned[1].request.destinations()
     ]
     # ... and another run or map index gets other ids
     other_run = op.build_bulks(make_context(run_id="manual__2"))[0].bulk_id
@@ -256,7 +256,7 @@ def test_channel_blocks_models_text_shorthand_and_validity() -> None:
         callback_data="order-42",
     )
 
-    body = to_payload(op.build_bulks(make_context())[0].request)
+    body = json.loads(op.build_bulks(make_context())[0].request.body)
 
     assert body["viber"] == {
         "text": "Hi",
@@ -285,6 +285,29 @@ def test_plain_text_skips_jinja_but_templates_still_render() -> None:
 
     assert rendered[:1000] == numbers(1000)
     assert rendered[1000:] == ["41793026727", {"to": "41793026727"}, "a b"]
+
+
+def test_importing_the_operator_in_a_dag_file_stays_light() -> None:
+    """A DAG file importing the operator does not pay for requests, the hook or the pydantic models."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, airflow.sdk; before = set(sys.modules); "
+        "import airflow_provider_omni.operators.send; print(sorted(set(sys.modules) - before))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+    for heavy in ("'requests'", "airflow_provider_omni.hooks.omni", "airflow_provider_omni.models"):
+        assert heavy not in loaded, loaded
+    assert "airflow_provider_omni.operators.send" in loaded
+
+
+def test_batch_size_limit_is_infobips() -> None:
+    from airflow_provider_omni.models import MAX_DESTINATIONS_PER_REQUEST
+    from airflow_provider_omni.operators.send import MAX_BATCH_SIZE
+
+    assert MAX_BATCH_SIZE == MAX_DESTINATIONS_PER_REQUEST
 
 
 def test_init_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,7 +71,7 @@ def make_operator(scenario_key: str) -> OmniSendAdvancedMessageOperator:
 
 
 class CrashOnCall:
-    """Wrap ``OmniHook.send_advanced``: on call ``n``, fail before or after the real POST."""
+    """Wrap ``OmniHook.send_advanced_bulk``: on call ``n``, fail before or after the real POST."""
 
     def __init__(self, real: Any, n: int, after_post: bool) -> None:
         self.real, self.n, self.after_post, self.calls = real, n, after_post, 0
@@ -105,7 +105,7 @@ def test_second_try_sends_only_what_did_not_go_out(
     """Simulated retry: try 1 stops at bulk 3 of 5, try 2 (same identity, same store) finishes."""
     store = FakeStore() if with_store else None
     first = make_operator(scenario_key)
-    first.hook.send_advanced = CrashOnCall(first.hook.send_advanced, 3, after_post)  # type: ignore[method-assign]
+    first.hook.send_advanced_bulk = CrashOnCall(first.hook.send_advanced_bulk, 3, after_post)  # type: ignore[method-assign]
     with pytest.raises((OmniError, RuntimeError)):
         first.execute(context(1, store))
     sent_in_try_1 = 3 if after_post else 2
@@ -207,12 +207,12 @@ def test_airflow_retry_in_a_dag_run_does_not_send_twice(
     """Real retry: dag.test() runs try 2 of the task in-process, with Airflow's task state store."""
     from airflow.sdk import DAG
 
-    crash = CrashOnCall(OmniHook.send_advanced, 2, after_post)
+    crash = CrashOnCall(OmniHook.send_advanced_bulk, 2, after_post)
 
-    def send_advanced(hook: OmniHook, request: Any) -> Any:
+    def send_advanced_bulk(hook: OmniHook, request: Any) -> Any:
         return crash(hook, request)
 
-    monkeypatch.setattr(OmniHook, "send_advanced", send_advanced)
+    monkeypatch.setattr(OmniHook, "send_advanced_bulk", send_advanced_bulk)
 
     with DAG("send_retry", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
         OmniSendAdvancedMessageOperator(

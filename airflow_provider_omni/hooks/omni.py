@@ -38,6 +38,8 @@ from airflow_provider_omni.hooks._http import (
     redact,
 )
 from airflow_provider_omni.models import (
+    AdvancedBulk,
+    BulkAcceptance,
     CreateOrUpdateScenarioRequest,
     DeliveryReport,
     DeliveryReports,
@@ -512,19 +514,26 @@ class OmniHook(BaseHook):
     ) -> Any:
         """Send one API request with the retry rule of the class docstring; return the JSON body."""
         info = self._info(method, path, idempotent=idempotent, bulk_id=bulk_id)
+        data = None if body is None else json.dumps(body, allow_nan=False).encode()
+        return _json(self._request_content(info, params=params, data=data), info)
+
+    def _request_content(
+        self, info: RequestInfo, *, params: dict[str, Any] | None = None, data: bytes | None = None
+    ) -> bytes:
+        """Send one request (``data``: a JSON body) with the retry rule; return the raw answer."""
         attempts = Attempts(info, self._policy, self.log, self._redact)
         refreshed = False
         while True:
             headers = {"Authorization": self._authorization()}
-            if body is not None:
+            if data is not None:
                 headers["Content-Type"] = "application/json"
-            self.log.debug("%s %s (attempt %d)", method, path, attempts.retries + 1)
+            self.log.debug("%s %s (attempt %d)", info.method, info.path, attempts.retries + 1)
             try:
                 response = self.session.request(
-                    method,
-                    self.base_url + path,
+                    info.method,
+                    self.base_url + info.path,
                     params=params,
-                    json=body,
+                    data=data,
                     headers=headers,
                     timeout=self._timeout,
                 )
@@ -533,7 +542,7 @@ class OmniHook(BaseHook):
                 continue
             status = response.status_code
             if status < 400:
-                return _json(response.content, info)
+                return response.content
             if status == 401 and self.settings.auth_type == AUTH_OAUTH2 and not refreshed:
                 self.log.info("Infobip answered 401 to %s; refreshing the OAuth2 token once", info.label)
                 self._tokens.invalidate()
@@ -765,6 +774,37 @@ class OmniHook(BaseHook):
             else "",
         )
         return response
+
+    def send_advanced_bulk(self, bulk: AdvancedBulk) -> BulkAcceptance:
+        """Send one bulk of a large send, with no model object per destination either way.
+
+        The same request and the same rule as :meth:`send_advanced` (never retried after an
+        ambiguous failure: :class:`OmniSendUncertainError` with ``bulk_id``), for callers that
+        validated the whole send beforehand: ``bulk`` is built from validated parts by
+        :meth:`AdvancedBulk.build <airflow_provider_omni.models.AdvancedBulk.build>`. The answer
+        is parsed in one pass into a compact :class:`~airflow_provider_omni.models.BulkAcceptance`.
+
+        :param bulk: the bulk to send.
+        :return: how many messages the answer lists, and the destinations refused at send.
+        """
+        info = self._info("POST", SEND_PATH, idempotent=False, bulk_id=bulk.bulk_id)
+        content = self._request_content(info, data=bulk.body)
+        try:
+            acceptance = BulkAcceptance.from_json(content)
+        except ValidationError as err:
+            raise OmniSendUncertainError(
+                f"Infobip accepted {info.label} (HTTP 2xx) but its answer could not be read "
+                f"({err.error_count()} error(s)); the message was probably sent: check GET "
+                "/omni/1/logs by bulkId before sending again.",
+                bulk_id=bulk.bulk_id,
+            ) from None
+        self.log.debug(
+            "Bulk %s: %d destination(s) sent, %d refused",
+            bulk.bulk_id,
+            bulk.size,
+            len(acceptance.refused),
+        )
+        return acceptance
 
     # -- reports and logs ---------------------------------------------------------------------
 

@@ -66,7 +66,11 @@ def bulk_id(prefix: str, number: int) -> str:
 
 
 def message_id(bulk: str, position: int) -> str:
-    """Return the id of the destination at ``position`` (0-based, in the task's whole list)."""
+    """Return the id of the destination at ``position`` (0-based, in the task's whole list).
+
+    A bulk id (at most 100 characters), a dot and the position: always within Infobip's 200, so an id
+    given after validation keeps the destination valid.
+    """
     return f"{bulk}.{position}"
 
 

@@ -1,4 +1,8 @@
-"""Send an OMNI advanced message (Viber first, SMS fallback) to any number of destinations, once."""
+"""Send an OMNI advanced message (Viber first, SMS fallback) to any number of destinations, once.
+
+Cheap to import in a DAG file: the hook (requests) and the pydantic models are imported when the
+task runs, not when the DAG is parsed.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,16 @@ import ast
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
-from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.models import (
-    MAX_DESTINATIONS_PER_REQUEST,
-    Destination,
-    OmniAdvancedRequest,
-    OmniLog,
-    OmniResponse,
-    SmsData,
-    TimeUnit,
-    ViberData,
-    _ChannelData,
-)
 from airflow_provider_omni.operators import _ids
 from airflow_provider_omni.privacy import shorten_phone_number
 
@@ -35,14 +27,25 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
+    from airflow_provider_omni.hooks.omni import OmniHook
+    from airflow_provider_omni.models import (
+        AdvancedBulk,
+        BulkAcceptance,
+        DestinationShape,
+        SmsData,
+        TimeUnit,
+        ViberData,
+        _ChannelData,
+    )
+
 #: Validation errors about destinations listed in full before "... and N more".
 MAX_LISTED_ERRORS = 10
 #: Rejected destinations kept in the XCom and in the log.
 MAX_LISTED_REJECTIONS = 100
 #: While the task has at most this many destinations, the XCom maps each message id to its number.
 MAX_MESSAGE_ID_MAP = 1000
-#: Status groups that mean "refused when sent": the destination will get nothing.
-REJECTED_AT_SEND = frozenset({"REJECTED", "UNDELIVERABLE"})
+#: Destinations per request, at most (Infobip's limit, ``models.MAX_DESTINATIONS_PER_REQUEST``).
+MAX_BATCH_SIZE = 1000
 #: Key prefix of the bulks recorded in the task state store (Airflow 3.3+).
 STATE_KEY_PREFIX = "omni_bulk:"
 
@@ -58,7 +61,7 @@ _TO_KEYS = frozenset(
         "whats_app_user_id",
     }
 )
-_ChannelT = TypeVar("_ChannelT", bound=_ChannelData)
+_ChannelT = TypeVar("_ChannelT", bound="_ChannelData")
 _JINJA_MARKERS = re.compile(r"\{[{%#]")
 
 
@@ -67,15 +70,18 @@ _JINJA_MARKERS = re.compile(r"\{[{%#]")
 
 @dataclass(frozen=True)
 class Bulk:
-    """One request of the send: its 1-based number, deterministic id and validated body."""
+    """One request of the send: its 1-based number and its validated body (with the bulk id)."""
 
     number: int
-    bulk_id: str
-    request: OmniAdvancedRequest
+    request: AdvancedBulk
+
+    @property
+    def bulk_id(self) -> str:
+        return self.request.bulk_id
 
     @property
     def size(self) -> int:
-        return len(self.request.destinations)
+        return self.request.size
 
 
 @dataclass
@@ -103,6 +109,8 @@ def parse_validity(value: timedelta | int | str | None, name: str) -> tuple[int,
     :param value: a :class:`~datetime.timedelta`, or an int (or digit text) of minutes.
     :param name: the operator argument, for the error message.
     """
+    from airflow_provider_omni.models import TimeUnit
+
     if value is None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
@@ -192,33 +200,47 @@ def coerce_destinations(value: Any) -> list[Any]:
         if text.startswith("{"):
             return [_json_object(text, "destinations")]
         return [part for part in re.split(r"[\s,;]+", text) if part]
-    if isinstance(value, (Mapping, Destination, int)):
+    if isinstance(value, (Mapping, BaseModel, int)):
         return [value]
     if isinstance(value, Iterable):
         return list(value)
     raise OmniValidationError(f"destinations: cannot send to a {type(value).__name__}")
 
 
-def parse_destination(item: Any) -> Destination:
-    """Validate one destination: a phone number, a dict (``to`` may be a plain number) or a model."""
-    if isinstance(item, Destination):
-        return item
+def wire_destination(item: Any) -> Any:
+    """Put one destination as the user gave it in a form :func:`validate_destinations` reads.
+
+    An int becomes the phone number's text; a dict may give ``to`` as a plain number or the address
+    fields at its top level; a :class:`~airflow_provider_omni.models.Destination` is dumped to a dict.
+    Anything else (a phone number as text, a dict in Infobip's form) is returned as is: validation
+    reads it, or names what is wrong with it.  The user's dicts are copied, never changed.
+    """
     if isinstance(item, int) and not isinstance(item, bool):
-        item = str(item)
-    if isinstance(item, Mapping):
-        data = dict(item)
-        if isinstance(data.get("to"), (str, int)) and not isinstance(data.get("to"), bool):
-            data["to"] = {"phoneNumber": str(data["to"])}
-        elif "to" not in data and _TO_KEYS & data.keys():
-            data["to"] = {key: data.pop(key) for key in list(data) if key in _TO_KEYS}
-        item = data
-    return Destination.model_validate(item)
+        return str(item)
+    if isinstance(item, BaseModel):
+        return item.model_dump(by_alias=True, exclude_none=True)
+    if not isinstance(item, Mapping):
+        return item
+    to = item.get("to")
+    if isinstance(to, (str, int)) and not isinstance(to, bool):
+        return {**item, "to": {"phoneNumber": str(to)}}
+    if "to" not in item and _TO_KEYS & item.keys():
+        data = {key: value for key, value in item.items() if key not in _TO_KEYS}
+        data["to"] = {key: value for key, value in item.items() if key in _TO_KEYS}
+        return data
+    return item
 
 
-def destination_address(destination: Destination) -> str:
+def destination_address(destination: DestinationShape) -> str:
     """The address a destination's reports will carry in ``to``."""
-    to = destination.to
-    return to.phone_number or to.email_address or to.push_registration_id or to.whats_app_user_id or ""
+    to = destination["to"]
+    return (
+        to.get("phoneNumber")
+        or to.get("emailAddress")
+        or to.get("pushRegistrationId")
+        or to.get("whatsAppUserId")
+        or ""
+    )
 
 
 def _validation_error(title: str, lines: list[str], total: int | None = None) -> OmniValidationError:
@@ -233,6 +255,66 @@ def _validation_error(title: str, lines: list[str], total: int | None = None) ->
     return OmniValidationError(
         f"{title}{count}; nothing was sent:\n  " + "\n  ".join(shown) + more, validation_errors=errors
     )
+
+
+class _DestinationChecks:
+    """What is wrong with the destinations, found bulk by bulk and raised once all were checked."""
+
+    def __init__(self, show: Callable[[str], str]) -> None:
+        self._show = show
+        self.invalid_lines: dict[int, list[str]] = {}
+        self.invalid_count = 0
+        self.duplicates: list[str] = []
+        self._first_by_address: dict[str, int] = {}
+        self._first_by_id: dict[str | None, int] = {}
+
+    @property
+    def ok(self) -> bool:
+        return not (self.invalid_count or self.duplicates)
+
+    def add_invalid(self, err: ValidationError, offset: int) -> None:
+        """Note the errors of one bulk's validation; ``offset`` is the bulk's first position."""
+        positions: set[int] = set()
+        for error in err.errors(include_url=False):
+            index, *loc = error["loc"]
+            position = offset + int(index)
+            positions.add(position)
+            if position in self.invalid_lines or len(self.invalid_lines) < MAX_LISTED_ERRORS:
+                message = str(error["msg"]).removeprefix("Value error, ")
+                path = _ids.error_path(loc, prefix=f"destinations[{position}]")
+                self.invalid_lines.setdefault(position, []).append(f"{path}: {message}")
+        self.invalid_count += len(positions)
+
+    def add_unique(self, destinations: Sequence[DestinationShape], offset: int) -> None:
+        """Note every address or message id already seen: someone would get the message twice."""
+        first_by_address, first_by_id = self._first_by_address, self._first_by_id
+        for position, destination in enumerate(destinations, start=offset):
+            address = destination["to"].get("phoneNumber") or destination_address(destination)
+            first = first_by_address.setdefault(address, position)
+            if first != position:
+                self.duplicates.append(
+                    f"destinations[{position}].to: {self._show(address)} is already "
+                    f"destinations[{first}]; it would get the message twice"
+                )
+            message_id = destination.get("messageId")
+            first = first_by_id.setdefault(message_id, position)
+            if first != position:
+                self.duplicates.append(
+                    f"destinations[{position}].messageId: {message_id!r} is already used by "
+                    f"destinations[{first}]"
+                )
+
+    def raise_if_any(self, items: Sequence[Any], mask: Callable[[str, Any], str]) -> None:
+        """Raise the invalid destinations (numbers masked), else the duplicates, if there are any."""
+        if self.invalid_count:
+            lines = [mask(line, items[p]) for p, lines in self.invalid_lines.items() for line in lines]
+            raise _validation_error(
+                f"Invalid destinations ({self.invalid_count} of {len(items)} destinations)",
+                lines,
+                total=self.invalid_count,
+            )
+        if self.duplicates:
+            raise _validation_error("Invalid destinations", self.duplicates)
 
 
 # -- the XCom ---------------------------------------------------------------------------------------
@@ -357,8 +439,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         scenario_key: str | None = None,
         viber: ViberData | Mapping[str, Any] | str | None = None,
         sms: SmsData | Mapping[str, Any] | str | None = None,
-        omni_conn_id: str = OmniHook.default_conn_name,
-        batch_size: int = MAX_DESTINATIONS_PER_REQUEST,
+        omni_conn_id: str = "omni_default",
+        batch_size: int = MAX_BATCH_SIZE,
         notify: bool | None = None,
         notify_url: str | None = None,
         notify_content_type: str | None = None,
@@ -394,6 +476,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     @cached_property
     def hook(self) -> OmniHook:
         """The hook talking to Infobip through ``omni_conn_id``."""
+        from airflow_provider_omni.hooks.omni import OmniHook
+
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def render_template(
@@ -431,57 +515,57 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     # -- planning (no I/O) --------------------------------------------------------------------------
 
     def build_bulks(self, context: Context) -> list[Bulk]:
-        """Validate everything and build every bulk request; raise OmniValidationError, send nothing."""
+        """Validate everything and build every bulk request; raise OmniValidationError, send nothing.
+
+        Destinations are validated bulk by bulk, each bulk serialized as soon as it is valid, so that
+        a send holds its bulks' JSON rather than an object per destination.
+        """
+        from airflow_provider_omni.models import AdvancedBulk, validate_destinations
+
         batch_size = self._batch_size()
-        base = self._request_fields()
-        destinations = self._parse_destinations()
+        items = coerce_destinations(self.destinations)
         prefix = self._prefix(context)
-        ranges = _ids.split(len(destinations), batch_size)
-        bulk_ids = [_ids.bulk_id(prefix, number) for number in range(1, len(ranges) + 1)]
-        errors: list[str] = []
-        seen_ids: dict[str, int] = {}
-        seen_addresses: dict[str, int] = {}
-        for bulk, positions in zip(bulk_ids, ranges, strict=True):
-            for position in positions:
-                destination = destinations[position]
-                address = destination_address(destination)
-                if address in seen_addresses and len(errors) < MAX_LISTED_ERRORS:
-                    errors.append(
-                        f"destinations[{position}].to: {self._show(address)} is already "
-                        f"destinations[{seen_addresses[address]}]; it would get the message twice"
-                    )
-                seen_addresses.setdefault(address, position)
-                if destination.message_id is None:
-                    destinations[position] = destination.model_copy(
-                        update={"message_id": _ids.message_id(bulk, position)}
-                    )
-                elif destination.message_id in seen_ids:
-                    errors.append(
-                        f"destinations[{position}].messageId: {destination.message_id!r} is already used by "
-                        f"destinations[{seen_ids[destination.message_id]}]"
-                    )
-                seen_ids.setdefault(str(destinations[position].message_id), position)
-        if errors:
-            raise _validation_error("Invalid destinations", errors)
-        return [
-            Bulk(number, bulk, self._build_request(base, bulk, [destinations[p] for p in positions]))
-            for number, (bulk, positions) in enumerate(zip(bulk_ids, ranges, strict=True), start=1)
-        ]
+        ranges = _ids.split(len(items), batch_size)
+        fields = self._request_fields(_ids.bulk_id(prefix, max(len(ranges), 1)))
+        if not items:
+            raise OmniValidationError(
+                "destinations: the list is empty; nothing to send",
+                validation_errors={"destinations": ["empty"]},
+            )
+        checks = _DestinationChecks(self._show)
+        bulks: list[Bulk] = []
+        for number, positions in enumerate(ranges, start=1):
+            bulk_id = _ids.bulk_id(prefix, number)
+            try:
+                chunk = items[positions.start : positions.stop]
+                destinations = validate_destinations(
+                    [item if type(item) is str else wire_destination(item) for item in chunk]
+                )
+            except ValidationError as err:
+                checks.add_invalid(err, positions.start)
+                continue
+            for position, destination in enumerate(destinations, start=positions.start):
+                if destination.get("messageId") is None:
+                    destination["messageId"] = _ids.message_id(bulk_id, position)
+            checks.add_unique(destinations, positions.start)
+            if checks.ok:
+                bulks.append(Bulk(number, AdvancedBulk.build(fields, bulk_id, destinations)))
+        checks.raise_if_any(items, self._mask)
+        return bulks
 
     def _batch_size(self) -> int:
         size = self.batch_size
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, int)
-            or not 1 <= size <= MAX_DESTINATIONS_PER_REQUEST
-        ):
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
             raise OmniValidationError(
-                f"batch_size: must be an integer from 1 to {MAX_DESTINATIONS_PER_REQUEST}, got {size!r}",
-                validation_errors={"batch_size": [f"1..{MAX_DESTINATIONS_PER_REQUEST}"]},
+                f"batch_size: must be an integer from 1 to {MAX_BATCH_SIZE}, got {size!r}",
+                validation_errors={"batch_size": [f"1..{MAX_BATCH_SIZE}"]},
             )
         return size
 
-    def _request_fields(self) -> dict[str, Any]:
+    def _request_fields(self, longest_bulk_id: str) -> dict[str, Any]:
+        """Validate the request-wide fields once, as an OmniAdvancedRequest to a stand-in destination."""
+        from airflow_provider_omni.models import AdvancedBulk, OmniAdvancedRequest, SmsData, ViberData
+
         viber = parse_channel(
             self.viber, ViberData, "viber", parse_validity(self.viber_validity, "viber_validity")
         )
@@ -496,45 +580,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             "callbackData": self.callback_data,
             "intermediateReport": self.intermediate_report,
             "sendAt": self.send_at or None,
+            "bulkId": longest_bulk_id,
+            "destinations": ["41793026727"],
         }
-        # Check the request-wide fields once, on a stand-in destination, before looking at thousands.
-        probe = Destination.model_validate("41793026727")
-        self._build_request(fields, "probe", [probe])
-        return fields
-
-    def _build_request(
-        self, fields: dict[str, Any], bulk_id: str, chunk: list[Destination]
-    ) -> OmniAdvancedRequest:
         try:
-            return OmniAdvancedRequest.model_validate({**fields, "bulkId": bulk_id, "destinations": chunk})
+            request = OmniAdvancedRequest.model_validate(fields)
         except ValidationError as err:
             raise _validation_error("Invalid message", _ids.error_lines(err)) from err
-
-    def _parse_destinations(self) -> list[Destination]:
-        items = coerce_destinations(self.destinations)
-        if not items:
-            raise OmniValidationError(
-                "destinations: the list is empty; nothing to send",
-                validation_errors={"destinations": ["empty"]},
-            )
-        parsed: list[Destination] = []
-        errors: list[str] = []
-        error_count = 0
-        for position, item in enumerate(items):
-            try:
-                parsed.append(parse_destination(item))
-            except ValidationError as err:
-                error_count += 1
-                if len(errors) < MAX_LISTED_ERRORS:
-                    lines = _ids.error_lines(err, prefix=f"destinations[{position}]")
-                    errors.extend(self._mask(line, item) for line in lines)
-        if error_count:
-            raise _validation_error(
-                f"Invalid destinations ({error_count} of {len(items)} destinations)",
-                errors,
-                total=error_count,
-            )
-        return parsed
+        return AdvancedBulk.fields_of(request)
 
     def _mask(self, line: str, item: Any) -> str:
         """Shorten the raw number quoted in a validation message, unless full numbers are wanted."""
@@ -609,7 +662,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         message_ids = None
         if total <= MAX_MESSAGE_ID_MAP:
             message_ids = {
-                str(d.message_id): destination_address(d) for bulk in bulks for d in bulk.request.destinations
+                str(d.get("messageId")): destination_address(d)
+                for bulk in bulks
+                for d in bulk.request.destinations()
             }
         xcom = build_send_result(self.scenario_key or None, results, total, message_ids)
         self._report_rejections(xcom)
@@ -637,7 +692,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         """POST one bulk; after an ambiguous failure, look it up in the logs, and send again at most once."""
         for attempt in (1, 2):
             try:
-                response = self.hook.send_advanced(bulk.request)
+                acceptance = self.hook.send_advanced_bulk(bulk.request)
             except OmniSendUncertainError as err:
                 self.log.warning(
                     "bulk %d/%d (%s): the send failed ambiguously (%s); looking it up in the logs",
@@ -663,7 +718,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                     bulk.bulk_id,
                 )
             else:
-                return self._from_response(bulk, response)
+                return self._from_acceptance(bulk, acceptance)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _confirm_in_logs(self, bulk: Bulk) -> BulkResult | None:
@@ -677,48 +732,53 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _find_in_logs(self, bulk: Bulk, source: str) -> BulkResult | None:
         """Look the bulk up in ``/omni/1/logs``; any row proves the request was accepted as a whole."""
-        rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_DESTINATIONS_PER_REQUEST)
+        rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
         if not rows:
             return None
-        ours = {str(d.message_id): d for d in bulk.request.destinations}
-        rejected: dict[str, OmniLog] = {}
-        for row in rows:
-            group = row.status.group_name if row.status else None
-            if row.message_id is not None and row.message_id in ours and group == "REJECTED":
-                rejected[row.message_id] = row
+        ours = {d.get("messageId"): d for d in bulk.request.destinations()}
+        rejected = {
+            row.message_id: row
+            for row in rows
+            if row.message_id in ours and row.status is not None and row.status.group_name == "REJECTED"
+        }
         return BulkResult(
             bulk_id=bulk.bulk_id,
             accepted=bulk.size - len(rejected),
             rejected=len(rejected),
             rejected_destinations=[
-                self._rejection(row.to or destination_address(ours[mid]), mid, row.status)
+                self._rejection(
+                    row.to or destination_address(ours[mid]),
+                    mid,
+                    (row.status.name or row.status.group_name) if row.status else None,
+                )
                 for mid, row in list(rejected.items())[:MAX_LISTED_REJECTIONS]
             ],
             source=source,
         )
 
-    def _from_response(self, bulk: Bulk, response: OmniResponse) -> BulkResult:
-        addresses = {d.message_id: destination_address(d) for d in bulk.request.destinations}
+    def _from_acceptance(self, bulk: Bulk, acceptance: BulkAcceptance) -> BulkResult:
+        refused = acceptance.refused
+        addresses = (
+            {d.get("messageId"): destination_address(d) for d in bulk.request.destinations()}
+            if refused
+            else {}
+        )
         rejected = []
-        for message in response.messages:
-            group = message.status.group_name if message.status else None
-            if group in REJECTED_AT_SEND:
-                to = message.to.phone_number if message.to and message.to.phone_number else None
-                rejected.append(
-                    self._rejection(
-                        to or addresses.get(message.message_id), message.message_id, message.status
-                    )
-                )
+        for message in refused[:MAX_LISTED_REJECTIONS]:
+            status = message.get("status") or {}
+            to = (message.get("to") or {}).get("phoneNumber") or addresses.get(message.get("messageId"))
+            rejected.append(
+                self._rejection(to, message.get("messageId"), status.get("name") or status.get("groupName"))
+            )
         return BulkResult(
             bulk_id=bulk.bulk_id,
-            accepted=bulk.size - len(rejected),
-            rejected=len(rejected),
-            rejected_destinations=rejected[:MAX_LISTED_REJECTIONS],
+            accepted=bulk.size - len(refused),
+            rejected=len(refused),
+            rejected_destinations=rejected,
         )
 
-    def _rejection(self, to: str | None, message_id: str | None, status: Any) -> dict[str, str]:
-        name = (status.name or status.group_name) if status else None
-        return {"to": self._show(to), "message_id": str(message_id), "status": str(name or "REJECTED")}
+    def _rejection(self, to: str | None, message_id: str | None, status: str | None) -> dict[str, str]:
+        return {"to": self._show(to), "message_id": str(message_id), "status": status or "REJECTED"}
 
     def _log_progress(self, bulk: Bulk, count: int, result: BulkResult) -> None:
         how = "" if result.source == "sent" else f" (already sent; found in the {result.source})"
