@@ -583,25 +583,25 @@ class BulkAcceptance:
 # -- responses, reports, logs -----------------------------------------------------------------------
 
 
-class Status(_Incoming):
-    """A message status (``groupId``/``groupName`` + ``id``/``name``)."""
+class _Code(_Incoming):
+    """A group and an id, each with a name: what statuses and errors have in common."""
 
     group_id: int | None = None
     group_name: str | None = None
     id: int | None = None
     name: str | None = None
     description: str | None = None
+
+
+class Status(_Code):
+    """A message status (``groupId``/``groupName`` + ``id``/``name``)."""
+
     action: str | None = None
 
 
-class Error(_Incoming):
+class Error(_Code):
     """The error of a report; ``permanent`` says whether a retry could ever succeed."""
 
-    group_id: int | None = None
-    group_name: str | None = None
-    id: int | None = None
-    name: str | None = None
-    description: str | None = None
     permanent: bool | None = None
 
 
@@ -636,8 +636,8 @@ class OmniResponse(_Incoming):
     messages: list[OmniResponseDetails] = Field(default_factory=list)
 
 
-class DeliveryReport(_Incoming):
-    """One delivery report from ``GET /omni/1/reports``; ``channel`` is the step that delivered."""
+class _MessageRecord(_Incoming):
+    """What delivery reports and log rows have in common: one message on one channel."""
 
     bulk_id: str | None = None
     message_id: str | None = None
@@ -648,8 +648,13 @@ class DeliveryReport(_Incoming):
     mcc_mnc: str | None = None
     price: Price | None = None
     status: Status | None = None
-    error: Error | None = None
     channel: ChannelValue | None = None
+
+
+class DeliveryReport(_MessageRecord):
+    """One delivery report from ``GET /omni/1/reports``; ``channel`` is the step that delivered."""
+
+    error: Error | None = None
     callback_data: str | None = None
 
 
@@ -659,21 +664,11 @@ class DeliveryReports(_Incoming):
     results: list[DeliveryReport] = Field(default_factory=list)
 
 
-class OmniLog(_Incoming):
+class OmniLog(_MessageRecord):
     """One row of ``GET /omni/1/logs``: like a report, without ``error``, re-readable for 48 h."""
 
-    bulk_id: str | None = None
-    message_id: str | None = None
-    to: str | None = None
     sender: str | None = Field(default=None, alias="from", validation_alias=AliasChoices("from", "sender"))
     text: str | None = None
-    sent_at: InfobipDateTime | None = None
-    done_at: InfobipDateTime | None = None
-    message_count: int | None = None
-    mcc_mnc: str | None = None
-    price: Price | None = None
-    status: Status | None = None
-    channel: ChannelValue | None = None
 
 
 class OmniLogsResponse(_Incoming):
