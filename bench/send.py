@@ -106,7 +106,7 @@ def run(quick: bool) -> Section:
     """Run section 1; ``quick`` uses N=50, one repetition."""
     sizes = [50] if quick else [1_000, 10_000, 100_000]
     per_recipient_sizes = [50] if quick else [1_000, 10_000]
-    reps = {n: 1 if quick else 3 for n in sizes}
+    reps = {n: 1 if quick else 5 for n in sizes}
     section = Section(
         "send",
         "1. Sending N destinations",
@@ -129,7 +129,7 @@ def run(quick: bool) -> Section:
             "VmHWM, reset through `/proc/self/clear_refs` when the clock starts, minus the RSS then; the "
             "destination list is built before), no tracemalloc (it would slow the timed code). "
             "Wall and CPU: medians of "
-            + ("1 run" if quick else "3 runs")
+            + ("1 run" if quick else "5 runs")
             + "; CPU is user+sys of the client process.",
         ],
     )
