@@ -24,8 +24,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-from airflow_provider_omni.operators.branch import OmniDeliveryBranchOperator
 
+from airflow_provider_omni.operators.branch import OmniDeliveryBranchOperator
 from airflow_provider_omni.operators.scenario import OmniCreateScenarioOperator
 from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
 from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
