@@ -58,7 +58,25 @@ def _one(sb: SandboxProcess, way: str, n: int, rep: int, scenario_cap: float | N
 
 def measure(sb: SandboxProcess, way: str, n: int, reps: int, cap: float | None = None) -> Measure:
     """Measure one way at one N ``reps`` times against the sandbox; return the medians."""
-    runs = [_one(sb, way, n, rep, cap) for rep in range(reps)]
+    return summarize(way, n, [_one(sb, way, n, rep, cap) for rep in range(reps)])
+
+
+def measure_paired(sb: SandboxProcess, n: int, reps: int) -> tuple[Measure, Measure, float]:
+    """Measure the lower bound and the operator alternately (L, O, L, O ...) at one N.
+
+    Drift on a shared machine (the sandbox's speed, other load) then hits both alike; the ratio
+    reported is the median of the ratios of each pair.
+    """
+    lower, operator = [], []
+    for rep in range(reps):
+        lower.append(_one(sb, "lower", n, rep, None))
+        operator.append(_one(sb, "operator", n, rep, None))
+    ratio = median([o["wall"] / lo["wall"] for lo, o in zip(lower, operator, strict=True) if lo["wall"]])
+    return summarize("lower", n, lower), summarize("operator", n, operator), ratio
+
+
+def summarize(way: str, n: int, runs: list[dict[str, Any]]) -> Measure:
+    """Return the medians of ``runs`` of one way at one N (extrapolated when capped by time)."""
     sent = min(r["sent"] for r in runs)
     m = Measure(
         way=way,
@@ -130,14 +148,16 @@ def run(quick: bool) -> Section:
             "destination list is built before), no tracemalloc (it would slow the timed code). "
             "Wall and CPU: medians of "
             + ("1 run" if quick else "5 runs")
-            + "; CPU is user+sys of the client process.",
+            + "; CPU is user+sys of the client process. The lower bound and the operator run "
+            "alternately, and the operator's 'wall vs lower bound' is the median of the ratios of "
+            "those pairs, so drift on the shared machine hits both alike.",
         ],
     )
     results: dict[tuple[str, int], Measure] = {}
+    paired: dict[int, float] = {}
     with SandboxProcess(time_scale=60.0) as sb:
         for n in sizes:
-            results["lower", n] = measure(sb, "lower", n, reps[n])
-            results["operator", n] = measure(sb, "operator", n, reps[n])
+            results["lower", n], results["operator", n], paired[n] = measure_paired(sb, n, reps[n])
         for n in per_recipient_sizes:
             results["per_recipient", n] = measure(sb, "per_recipient", n, 1, PER_RECIPIENT_CAP_S)
     for n in sizes:
@@ -173,7 +193,7 @@ def run(quick: bool) -> Section:
                 fmt_s(m.wall) + mark,
                 fmt_s(m.cpu),
                 "-" if m.extrapolated else fmt_bytes(m.rss_peak_delta),
-                fmt_ratio(m.wall / lower.wall) if lower.wall else "n/a",
+                fmt_ratio(paired[n] if way == "operator" else m.wall / lower.wall) if lower.wall else "n/a",
                 fmt_ratio(per.wall / m.wall) if m.wall else "n/a",
             )
     section.tables.append(table)
@@ -215,12 +235,16 @@ def run(quick: bool) -> Section:
             y_label="wall seconds",
         )
     )
-    _targets(section, results, sizes, quick)
+    _targets(section, results, paired, sizes, quick)
     return section
 
 
 def _targets(
-    section: Section, results: dict[tuple[str, int], Measure], sizes: list[int], quick: bool
+    section: Section,
+    results: dict[tuple[str, int], Measure],
+    paired: dict[int, float],
+    sizes: list[int],
+    quick: bool,
 ) -> None:
     check_n = 10_000 if 10_000 in sizes else sizes[-1]
     op = results["operator", check_n]
@@ -244,11 +268,12 @@ def _targets(
             all(s >= TARGET_SPEEDUP for s in measured.values()),
         )
     )
-    ratios = {n: results["operator", n].wall / results["lower", n].wall for n in sizes}
+    ratios = paired
     judged = {n: r for n, r in ratios.items() if quick or n >= 10_000}
     section.targets.append(
         Target(
-            "Within 1.3x of the lower bound (wall)" + ("" if quick else ", at N >= 10,000"),
+            "Within 1.3x of the lower bound (wall; median of paired runs)"
+            + ("" if quick else ", at N >= 10,000"),
             ", ".join(f"{r:.2f}x at {n:,}" for n, r in ratios.items()),
             all(r <= TARGET_LOWER_BOUND for r in judged.values()),
         )
