@@ -214,19 +214,24 @@ def task_send_operator(args: dict[str, Any]) -> dict[str, Any]:
 # -- waiting ----------------------------------------------------------------------------------------
 
 
-def task_wait_poke(args: dict[str, Any]) -> dict[str, Any]:
-    """The sensor in poke mode, in this (worker) process, until the messages are final."""
+def _sensor(args: dict[str, Any], send_result: Any, *, deferrable: bool) -> Any:
+    """The delivery sensor the wait benchmarks measure (poke mode unless deferrable)."""
     from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
 
-    send_result = _read_json(args["send_result"])
-    sensor = OmniDeliveryReportSensor(
+    return OmniDeliveryReportSensor(
         task_id="wait",
         send_result=send_result,
-        deferrable=False,
+        deferrable=deferrable,
         poke_interval=args["poke_interval"],
         timeout=args["timeout"],
         mode="poke",
     )
+
+
+def task_wait_poke(args: dict[str, Any]) -> dict[str, Any]:
+    """The sensor in poke mode, in this (worker) process, until the messages are final."""
+    send_result = _read_json(args["send_result"])
+    sensor = _sensor(args, send_result, deferrable=False)
     pokes = {"n": 0, "unfinished": 0}
     original = sensor.poke
     bulks = len(send_result.get("bulks") or []) if isinstance(send_result, dict) else 0
@@ -261,16 +266,8 @@ def task_wait_defer_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Deferrable mode, worker part 1: execute() until it raises TaskDeferred; saves the trigger."""
     from airflow.exceptions import TaskDeferred
 
-    from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
-
     send_result = _read_json(args["send_result"])
-    sensor = OmniDeliveryReportSensor(
-        task_id="wait",
-        send_result=send_result,
-        deferrable=True,
-        poke_interval=args["poke_interval"],
-        timeout=args["timeout"],
-    )
+    sensor = _sensor(args, send_result, deferrable=True)
     context = minimal_context(sensor, dag_id="bench_dag", run_id="bench_run")
     deferred = None
     with Meter() as meter:
@@ -340,18 +337,10 @@ def task_wait_trigger(args: dict[str, Any]) -> dict[str, Any]:
 
 def task_wait_complete(args: dict[str, Any]) -> dict[str, Any]:
     """Deferrable mode, worker part 2: the resumed task's execute_complete(event)."""
-    from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
-
     send_result = _read_json(args["send_result"])
     saved = _read_json(args["trigger_file"])
     event = _read_json(args["event_file"])
-    sensor = OmniDeliveryReportSensor(
-        task_id="wait",
-        send_result=send_result,
-        deferrable=True,
-        poke_interval=args["poke_interval"],
-        timeout=args["timeout"],
-    )
+    sensor = _sensor(args, send_result, deferrable=True)
     context = minimal_context(sensor, dag_id="bench_dag", run_id="bench_run")
     with Meter() as meter:
         summary = getattr(sensor, saved.get("method") or "execute_complete")(context, event)
@@ -363,17 +352,8 @@ def task_wait_complete(args: dict[str, Any]) -> dict[str, Any]:
 
 def task_tracker_memory(args: dict[str, Any]) -> dict[str, Any]:
     """Peak Python memory (tracemalloc) of the sensor while it ingests all reports of N messages."""
-    from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
-
     send_result = _read_json(args["send_result"])
-    sensor = OmniDeliveryReportSensor(
-        task_id="wait",
-        send_result=send_result,
-        deferrable=False,
-        poke_interval=args["poke_interval"],
-        timeout=args["timeout"],
-        mode="poke",
-    )
+    sensor = _sensor(args, send_result, deferrable=False)
     context = minimal_context(sensor, dag_id="bench_dag", run_id="bench_run")
     tracemalloc.start()
     with Meter() as meter:
