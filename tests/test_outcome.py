@@ -46,28 +46,17 @@ ABSENT = {
 }
 
 
+def _row(model: Any, to: str, channel: str, status: dict, bulk: str, mid: str | None, extra: dict) -> Any:
+    body = {"bulkId": bulk, "messageId": mid or f"{bulk}.{to}", "to": to, "channel": channel}
+    return model.model_validate({**body, "status": status, **extra})
+
+
 def report(to: str, channel: str, status: dict, *, bulk: str = "b1", mid: str | None = None, **kw: Any):
-    body = {
-        "bulkId": bulk,
-        "messageId": mid or f"{bulk}.{to}",
-        "to": to,
-        "channel": channel,
-        "status": status,
-    }
-    body.update(kw)
-    return DeliveryReport.model_validate(body)
+    return _row(DeliveryReport, to, channel, status, bulk, mid, kw)
 
 
 def log(to: str, channel: str, status: dict, *, bulk: str = "b1", mid: str | None = None, **kw: Any):
-    body = {
-        "bulkId": bulk,
-        "messageId": mid or f"{bulk}.{to}",
-        "to": to,
-        "channel": channel,
-        "status": status,
-    }
-    body.update(kw)
-    return OmniLog.model_validate(body)
+    return _row(OmniLog, to, channel, status, bulk, mid, kw)
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
 from airflow_provider_omni.exceptions import OmniSendUncertainError
+from airflow_provider_omni.operators._ids import short_hash
 from airflow_provider_omni.privacy import shorten_phone_number
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def notification_bulk_id(context: Mapping[str, Any], prefix: str = _BULK_PREFIX)
             str(getattr(ti, "map_index", -1)),
             str(getattr(ti, "try_number", 0)),
         ]
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+    digest = short_hash("\x1f".join(parts), 24)
     return f"{prefix}.{digest}"
 
 
