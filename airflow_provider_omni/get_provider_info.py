@@ -44,6 +44,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Uncheck only for a local sandbox behind a self-signed certificate.",
         "schema": {"type": ["boolean", "null"], "default": True},
     },
+    "namespace": {
+        "label": "Send namespace",
+        "description": "Part of every bulk and message id this connection sends (letters, digits, '-' "
+        "and '_', up to 24). Give each Airflow deployment sharing one Infobip account its own "
+        "(e.g. prod, staging), so their ids never collide. Changing it makes every later send a "
+        "new one.",
+        "schema": {"type": ["string", "null"], "default": "airflow", "pattern": "^[A-Za-z0-9_-]{1,24}$"},
+    },
     "show_full_numbers": {
         "label": "Log full phone numbers",
         "description": "Phone numbers are shortened in logs (+4179****727) unless this is checked.",

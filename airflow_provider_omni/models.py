@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Required
@@ -35,7 +36,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
 # -- limits from the OpenAPI document and the guide ------------------------------------------------
 
@@ -492,6 +493,8 @@ class AdvancedBulk:
     bulk_id: str
     size: int
     body: bytes
+    #: The message ids of the destinations, in body order (the answer must list exactly these).
+    message_ids: tuple[str, ...] = ()
 
     @staticmethod
     def fields_of(request: OmniAdvancedRequest) -> dict[str, Any]:
@@ -513,7 +516,8 @@ class AdvancedBulk:
         """
         body = {**fields, "bulkId": bulk_id, "destinations": destinations}
         serialized = _ADVANCED_BULK_BODY.dump_json(body, exclude_none=True)  # type: ignore[arg-type]
-        return cls(bulk_id=bulk_id, size=len(destinations), body=serialized)
+        ids = tuple(str(d.get("messageId") or "") for d in destinations)
+        return cls(bulk_id=bulk_id, size=len(destinations), body=serialized, message_ids=ids)
 
     def destinations(self) -> list[DestinationShape]:
         """Read the destinations back from the body (for the rare paths that need them)."""
@@ -538,14 +542,30 @@ class SendMessageShape(TypedDict, total=False):
     status: StatusShape | None
 
 
-#: Status groups of a send answer meaning the destination was refused and will get nothing.
-REFUSED_AT_SEND = frozenset({GeneralStatus.REJECTED.value, GeneralStatus.UNDELIVERABLE.value})
+#: Status group meaning a destination was refused at send and will get nothing: the one rule used by
+#: the send answer, the logs look-up of a retry and the sensor alike.  (UNDELIVERABLE is a delivery
+#: outcome, reported later; it is not a refusal.)
+REFUSED_AT_SEND = frozenset({GeneralStatus.REJECTED.value})
+_REFUSED_GROUP_ID = 5
+
+
+def is_refused_at_send(status: Mapping[str, Any] | Status | None) -> bool:
+    """Tell whether ``status`` (a dict in Infobip's names, or a :class:`Status`) is a refusal at send."""
+    if status is None:
+        return False
+    if isinstance(status, Mapping):
+        group_name, group_id = status.get("groupName"), status.get("groupId")
+    else:
+        group_name, group_id = status.group_name, status.group_id
+    if group_name is not None:
+        return str(group_name).upper() in REFUSED_AT_SEND
+    return group_id == _REFUSED_GROUP_ID
 
 
 def _refused_only(message: SendMessageShape | None) -> SendMessageShape | None:
     """Keep an answer entry only when it was refused: the others are counted, not kept."""
     status = message.get("status") if message else None
-    return message if status and status.get("groupName") in REFUSED_AT_SEND else None
+    return message if is_refused_at_send(status) else None
 
 
 class _SendAnswerShape(TypedDict, total=False):

@@ -101,6 +101,7 @@ def _fake_form_modules(monkeypatch: pytest.MonkeyPatch) -> None:
             "AnyOf": AnyOf,
             "NumberRange": NumberRange,
             "Optional": type("Optional", (), {}),
+            "Regexp": lambda pattern: ("Regexp", pattern),
         },
         "flask_appbuilder": {},
         "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": type("BS3TextFieldWidget", (), {})},
@@ -123,6 +124,7 @@ def test_legacy_form_widgets_agree_with_conn_fields(monkeypatch: pytest.MonkeyPa
         "read_timeout": "StringField",
         "max_retries": "IntegerField",
         "verify_ssl": "BooleanField",
+        "namespace": "StringField",
         "show_full_numbers": "BooleanField",
     }
     for name, field in widgets.items():

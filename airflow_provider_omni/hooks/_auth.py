@@ -12,6 +12,7 @@ Three schemes are supported, chosen by the connection extra ``auth_type``:
 from __future__ import annotations
 
 import base64
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,19 @@ def _as_number(value: Any, name: str, kind: type[float] | type[int]) -> float | 
     return number
 
 
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
+
+
+def _as_namespace(value: Any) -> str:
+    text = str(value).strip()
+    if not _NAMESPACE_RE.match(text):
+        raise ValueError(
+            "connection extra 'namespace' must be 1 to 24 letters, digits, '-' or '_' "
+            f"(it becomes part of every bulk and message id), got {value!r}"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Everything the hook needs from the Airflow connection, typed and with defaults.
@@ -112,6 +126,7 @@ class ConnectionSettings:
     max_retries: int
     verify_ssl: bool
     show_full_numbers: bool
+    namespace: str = "airflow"
 
     @classmethod
     def build(
@@ -152,6 +167,7 @@ class ConnectionSettings:
             max_retries=int(_as_number(pick("max_retries"), "max_retries", int)),
             verify_ssl=_as_bool(pick("verify_ssl"), "verify_ssl"),
             show_full_numbers=_as_bool(pick("show_full_numbers"), "show_full_numbers"),
+            namespace=_as_namespace(pick("namespace")),
         )
 
     def missing_credentials(self) -> str | None:

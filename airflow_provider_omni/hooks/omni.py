@@ -54,6 +54,7 @@ from airflow_provider_omni.models import (
     ScenariosResponse,
     Step,
     format_infobip_datetime,
+    is_refused_at_send,
     to_payload,
 )
 from airflow_provider_omni.privacy import shorten_phone_number
@@ -402,6 +403,11 @@ class OmniHook(BaseHook):
     def show_full_numbers(self) -> bool:
         """Whether log lines may show full phone numbers (connection extra ``show_full_numbers``)."""
         return self.settings.show_full_numbers
+
+    @property
+    def namespace(self) -> str:
+        """The send namespace (connection extra ``namespace``): part of every bulk and message id."""
+        return self.settings.namespace
 
     @property
     def _policy(self) -> RetryPolicy:
@@ -755,11 +761,7 @@ class OmniHook(BaseHook):
         response = _parse(
             OmniResponse, data, self._info("POST", SEND_PATH, idempotent=False, bulk_id=message.bulk_id)
         )
-        rejected = [
-            m
-            for m in response.messages
-            if m.status and (m.status.group_name == "REJECTED" or m.status.group_id == 5)
-        ]
+        rejected = [m for m in response.messages if is_refused_at_send(m.status)]
         self.log.info(
             "Infobip accepted %d of %d destination(s) (bulkId %s)%s",
             len(response.messages) - len(rejected),
@@ -940,7 +942,7 @@ class OmniHook(BaseHook):
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import BooleanField, IntegerField, StringField
-        from wtforms.validators import AnyOf, NumberRange, Optional
+        from wtforms.validators import AnyOf, NumberRange, Optional, Regexp
 
         widgets: dict[str, Any] = {}
         for name, spec in CONN_FIELDS.items():
@@ -959,6 +961,8 @@ class OmniHook(BaseHook):
                 validators: list[Any] = [Optional()]
                 if "enum" in schema:
                     validators.append(AnyOf(schema["enum"]))
+                if "pattern" in schema:
+                    validators.append(Regexp(schema["pattern"]))
                 widgets[name] = StringField(
                     label, widget=BS3TextFieldWidget(), validators=validators, **common
                 )
