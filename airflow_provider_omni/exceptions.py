@@ -39,6 +39,11 @@ class OmniValidationError(OmniError, ValueError):
         self.validation_errors = validation_errors or {}
 
 
+class OmniConfigurationError(OmniError):
+    """The connection cannot work as configured (a base URL that redirects, a credential with a line
+    break or control character, ...). Never retried: fix the connection."""
+
+
 class OmniAuthError(OmniError):
     """401 or 403: the credentials are wrong, expired, or lack the scope. Never retried."""
 
