@@ -31,6 +31,10 @@ def test_bulk_id_is_deterministic_per_task_try_and_short():
     assert first == notification_bulk_id(fake_context())
     assert first != notification_bulk_id(fake_context(try_number=2))
     assert first != notification_bulk_id(fake_context(task_id="other"))
+    # another deployment sharing the account (another namespace) never finds this one in the logs
+    assert notification_bulk_id(fake_context(), namespace="prod") != notification_bulk_id(
+        fake_context(), namespace="staging"
+    )
     dag_level = notification_bulk_id(
         {"run_id": "manual__1", "dag": SimpleNamespace(dag_id="etl"), "reason": "x"}
     )

@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_omni.exceptions import OmniError, OmniValidationError
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import Destination, SmsData, ViberData
-from airflow_provider_omni.operators._ids import BULK_ID_MAX, bulk_id_prefix
+from airflow_provider_omni.operators._ids import BULK_ID_MAX, bulk_id, label
 from airflow_provider_omni.operators.send import (
     OmniSendAdvancedMessageOperator,
     build_send_result,
@@ -154,13 +154,14 @@ def test_validation_message_shortens_the_bad_number(omni_sandbox: Any, scenario_
     assert "+4179" in str(err.value)
 
 
-# -- batching and deterministic ids ---------------------------------------------------------------
+# -- batching and ids ----------------------------------------------------------------------------
 
 
-def test_2500_destinations_go_out_in_3_bulks_with_deterministic_ids(
+def test_2500_destinations_go_out_in_3_bulks_with_ids_that_do_not_depend_on_positions(
     omni_sandbox: Any, scenario_key: str
 ) -> None:
-    op = make_operator(scenario_key=scenario_key, destinations=numbers(2500), batch_size=1000)
+    destinations = numbers(2500)
+    op = make_operator(scenario_key=scenario_key, destinations=destinations, batch_size=1000)
     context = make_context()
     planned = op.build_bulks(context)
 
@@ -168,24 +169,26 @@ def test_2500_destinations_go_out_in_3_bulks_with_deterministic_ids(
 
     stats = omni_sandbox.admin.stats()
     assert stats["requests"]["advanced"] == 3
-    prefix = bulk_id_prefix("send_dag", "send", "manual__1", -1)
-    expected_ids = [f"{prefix}.b1", f"{prefix}.b2", f"{prefix}.b3"]
+    expected_ids = [bulk.bulk_id for bulk in planned]
     assert stats["bulks"] == dict(zip(expected_ids, [1000, 1000, 500], strict=True))
     assert [b["bulk_id"] for b in result["bulks"]] == expected_ids
+    assert all(b.startswith(f"send_dag.send.{result['send_key']}.") for b in expected_ids)
     assert (result["total"], result["accepted"], result["rejected"]) == (2500, 2500, 0)
     assert stats["destinations"] == stats["distinct_message_ids"] == 2500
-    # Same task instance -> same ids; message ids are {bulk id}.{position}
-    again = op.build_bulks(make_context(try_number=2))
-    assert [b.bulk_id for b in again] == [b.bulk_id for b in planned] == expected_ids
-    assert again[2].request.destinations()[0]["messageId"] == f"{prefix}.b3.2000"
-    assert [d["messageId"] for d in again[1].request.destinations()] == [
-        d["messageId"] for d in planned[1].request.destinations()
-    ]
+    # Same task instance, any order -> the same bulks and message ids
+    reordered = make_operator(scenario_key=scenario_key, destinations=destinations[::-1], batch_size=1000)
+    again = reordered.build_bulks(make_context(try_number=2))
+    assert [b.bulk_id for b in again] == expected_ids
+    assert [b.request.message_ids for b in again] == [b.request.message_ids for b in planned]
+    # a message id is the send key and a hash of the address: no position, no phone number in it
+    first_id = planned[0].request.message_ids[0]
+    assert first_id.startswith(result["send_key"] + "-")
+    assert not any(n in mid for b in planned for mid in b.request.message_ids for n in destinations[:5])
     # ... and another run or map index gets other ids
-    other_run = op.build_bulks(make_context(run_id="manual__2"))[0].bulk_id
-    other_index = op.build_bulks(make_context(map_index=3))[0].bulk_id
-    assert len({other_run, other_index, expected_ids[0]}) == 3
-    assert ".3.b1" in other_index
+    other_run = op.build_bulks(make_context(run_id="manual__2"))[0].request.message_ids
+    other_index = op.build_bulks(make_context(map_index=3))[0].request.message_ids
+    assert not set(other_run) & set(planned[0].request.message_ids)
+    assert not set(other_index) & set(planned[0].request.message_ids)
     assert result["message_ids"] is None
     assert result["to_by_message_id_truncated"] is True
 
@@ -196,15 +199,16 @@ def test_user_given_message_ids_are_kept(omni_sandbox: Any, scenario_key: str) -
 
     result = op.execute(make_context())
 
-    assert result["message_ids"] == {f"order-{i}": n for i, n in enumerate(numbers(3))}
+    assert result["message_ids"] == {f"order-{i}": f"+4179****00{i}" for i in range(3)}
     assert result["to_by_message_id_truncated"] is False
 
 
 def test_bulk_ids_stay_within_100_characters() -> None:
-    prefix = bulk_id_prefix("d" * 250, "group." + "t" * 240, "scheduled__" + "r" * 200, 12345)
-    assert len(f"{prefix}.b999999") <= BULK_ID_MAX
-    # shortened parts still tell different long ids apart
-    assert prefix != bulk_id_prefix("d" * 249 + "x", "group." + "t" * 240, "scheduled__" + "r" * 200, 12345)
+    long_label = label("d" * 250, "group." + "t" * 240)
+    assert len(bulk_id(long_label, "f" * 16, ["a", "b"], suffix="r99")) <= BULK_ID_MAX
+    # shortened labels still tell different long ids apart
+    assert long_label != label("d" * 249 + "x", "group." + "t" * 240)
+    assert len(bulk_id(label("", "", "p" * 500), "f" * 16, ["a"])) <= BULK_ID_MAX
 
 
 # -- forms of input -------------------------------------------------------------------------------
@@ -237,15 +241,18 @@ def test_every_destination_form_reaches_infobip_as_a_phone_number(
         {"phoneNumber": "41790000006", "messageId": "six"},
         Destination.model_validate("41790000007"),
     ]
-    op = make_operator(scenario_key=scenario_key, destinations=destinations)
+    op = make_operator(scenario_key=scenario_key, destinations=destinations, show_full_numbers=True)
 
     result = op.execute(make_context())
 
     assert sorted(result["message_ids"].values()) == [f"4179000000{i}" for i in range(1, 8)]
     assert "six" in result["message_ids"]
+    (body,) = [r["body"] for r in omni_sandbox.admin.requests() if r.get("endpoint") == "advanced"]
+    sent = sorted(d["to"]["phoneNumber"] for d in body["destinations"])
+    assert sent == [f"4179000000{i}" for i in range(1, 8)]
 
 
-def test_channel_blocks_models_text_shorthand_and_validity() -> None:
+def test_channel_blocks_models_text_shorthand_and_validity(omni_connection: str) -> None:
     op = make_operator(
         scenario_key="KEY",
         destinations=["41793026727"],
@@ -392,15 +399,21 @@ def test_xcom_of_100k_destinations_stays_under_64kb(omni_sandbox: Any, scenario_
 
 
 def test_xcom_builder_bounds_rejections_and_message_map() -> None:
-    from airflow_provider_omni.operators.send import BulkResult
+    from airflow_provider_omni.operators._send_ledger import BulkRecord
+    from airflow_provider_omni.operators.send import Tally
 
     rejected = [{"to": "+4179****727", "message_id": f"m{i}", "status": "REJECTED_X"} for i in range(150)]
-    results = [BulkResult(f"b{i}", 850, 150, rejected) for i in range(100)]
+    records = [
+        BulkRecord(i + 1, f"b{i}", "accepted", 0.0, "", 1000, 850, 150, rejected) for i in range(100)
+    ]
 
-    xcom = build_send_result("KEY", results, 100_000, None)
+    xcom = build_send_result(
+        scenario_key="KEY", records=records, counts=Tally(100_000, 85_000, 15_000, 0), message_ids=None
+    )
 
     assert len(xcom["rejected_destinations"]) == 100
     assert xcom["rejected"] == 15_000
+    assert len(xcom["bulks"]) == 100
     assert len(json.dumps(xcom)) < 64 * 1024
 
 
@@ -449,8 +462,8 @@ def test_templated_destinations_and_texts_in_a_dag_run(
 
     assert dr.state == "success", task_states(dr)
     templated_result, xcom_result = COLLECTED
-    assert sorted(templated_result["message_ids"].values()) == ["41793026720", "41793026721"]
-    assert xcom_result["message_ids"] == {"row-1": "41793026722"}
+    assert sorted(templated_result["message_ids"].values()) == ["+4179****720", "+4179****721"]
+    assert xcom_result["message_ids"] == {"row-1": "+4179****722"}
     bodies = [r["body"] for r in omni_sandbox.admin.requests() if r.get("endpoint") == "advanced"]
     templated_body = next(b for b in bodies if b.get("callbackData") == "send_templated")
     assert templated_body["viber"]["text"] == "Hello Ana"
@@ -479,7 +492,10 @@ def test_mapped_sends_put_the_map_index_in_the_ids(
 
     assert dr.state == "success"
     bulk_ids = sorted(b["bulk_id"] for r in COLLECTED for b in r["bulks"])
-    assert len(bulk_ids) == 3
-    assert [bid.rsplit(".", 2)[-2:] for bid in bulk_ids] == [["0", "b1"], ["0", "b2"], ["1", "b1"]]
+    assert len(set(bulk_ids)) == 3
+    # each map index is its own send: its own send key, in its bulk ids and message ids
+    keys = {r["send_key"] for r in COLLECTED}
+    assert len(keys) == 2
+    assert all(any(f".{key}." in bid for key in keys) for bid in bulk_ids)
     stats = omni_sandbox.admin.stats()
     assert stats["destinations"] == stats["distinct_message_ids"] == 5

@@ -25,12 +25,13 @@ _DEFAULT_CONN_ID = "omni_default"
 _BULK_PREFIX = "omni-notify"
 
 
-def notification_bulk_id(context: Mapping[str, Any], prefix: str = _BULK_PREFIX) -> str:
+def notification_bulk_id(context: Mapping[str, Any], prefix: str = _BULK_PREFIX, namespace: str = "") -> str:
     """Return the bulk id of the notification for this callback: the same for a repeated callback.
 
-    It depends on the DAG, the run, the task, its map index and try number (for a DAG callback: the
-    DAG, the run and the reason), so each try's failure notifies once, and a repeated callback for it
-    finds the first.
+    It depends on the connection's namespace, the DAG, the run, the task, its map index and try
+    number (for a DAG callback: the DAG, the run and the reason), so each try's failure notifies once,
+    a repeated callback for it finds the first, and another deployment sharing the Infobip account
+    (another namespace) never takes it for its own.
     """
     ti = context.get("ti") or context.get("task_instance")
     dag_run = context.get("dag_run")
@@ -38,9 +39,10 @@ def notification_bulk_id(context: Mapping[str, Any], prefix: str = _BULK_PREFIX)
     dag_id = getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "")
     run_id = context.get("run_id") or getattr(ti, "run_id", None) or getattr(dag_run, "run_id", "")
     if "reason" in context or ti is None:  # a DAG callback (its context may carry the last task)
-        parts = [str(dag_id), str(run_id), "__dag__", str(context.get("reason") or "")]
+        parts = [namespace, str(dag_id), str(run_id), "__dag__", str(context.get("reason") or "")]
     else:
         parts = [
+            namespace,
             str(dag_id),
             str(run_id),
             str(ti.task_id),
@@ -131,7 +133,7 @@ class OmniNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the notification once for this callback (skip when its bulk is already in the logs)."""
-        bulk_id = notification_bulk_id(context, self.bulk_id_prefix)
+        bulk_id = notification_bulk_id(context, self.bulk_id_prefix, self.hook.namespace)
         request = self.build_request(bulk_id)
         if self.hook.get_logs(bulk_id=bulk_id, limit=1):
             self.log.info("Notification %s was already sent; not sending it again", bulk_id)

@@ -1,28 +1,47 @@
-"""Deterministic bulk and message ids, and readable validation paths, for the send operator.
+"""Identity of a send: the send key, a message id per destination, bulk ids, and readable error paths.
 
-A send is made findable again (task state store, ``/omni/1/logs?bulkId=``) by giving every bulk an
-id that depends only on the task instance (dag, task, run, map index) and on the bulk's number, never
-on the try or the clock.  The ids stay within Infobip's limits: ``bulkId`` at most 100 characters,
-``messageId`` at most 200.
+The unit of exactly-once is *(this send, this destination)*:
+
+* the **send key** is a hash of the connection's namespace, the task instance (dag, task, run, map
+  index) and the optional ``resend_key``: the same on every try of a task instance, different for
+  any other run, DAG, deployment (namespace) or deliberate re-send;
+* a destination's **message id** is ``{send key}-{hash of (send key, address)}``: it does not
+  depend on the destination's position in the list, so a retry recognises every destination whatever
+  the order, and it tells nothing about the number to anyone without the send key;
+* a **bulk** is a transport container: destinations go out sorted by message id, so a bulk's
+  members depend only on the set of destinations, and its id is a hash of its members (with a
+  readable label in front).
+
+Infobip's limits hold: ``bulkId`` at most 100 characters, ``messageId`` at most 200.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from pydantic import ValidationError
 
 BULK_ID_MAX = 100
-#: Room kept for ``.b<number>`` at the end of a bulk id (up to a million bulks).
-_BULK_SUFFIX_ROOM = len(".b1000000")
-#: Longest dag id / task id kept as is when the whole id would not fit.
-_PART_MAX = 32
+#: Version of the id scheme, part of every send key (a new scheme never matches an old send).
+ID_SCHEME = "omni-send/2"
+#: Hex digits of the send key.
+SEND_KEY_LENGTH = 16
+#: Hex digits of a destination's part of its message id (80 bits: no collision among millions).
+DESTINATION_HASH_LENGTH = 20
+#: Hex digits of a bulk's member hash.
+BULK_HASH_LENGTH = 12
+#: Longest readable label kept in front of a bulk id.
+LABEL_MAX = 40
+#: Bytes of the compact member key kept in the task state store per destination.
+MEMBER_KEY_BYTES = 8
+_SEPARATOR = "\x1f"
 
 
 def short_hash(text: str, length: int = 10) -> str:
@@ -37,41 +56,87 @@ def _shorten(text: str, max_len: int) -> str:
     return f"{text[: max_len - 9]}~{short_hash(text, 8)}"
 
 
-def bulk_id_prefix(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
-    """Return the part of the bulk ids shared by every bulk of one task instance.
+def send_key(
+    *,
+    namespace: str,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    map_index: int | None,
+    resend_key: str | None = None,
+) -> str:
+    """Return the key of one send: the same on every try of a task instance, unique otherwise.
 
-    ``{dag_id}.{task_id}.{hash of run_id}.{map_index}``; the dag and task ids are shortened (with a
-    hash, so they stay distinct) only when the bulk id would be longer than 100 characters.
-
+    :param namespace: the connection's namespace (one per deployment sharing an Infobip account).
     :param dag_id: the DAG id.
     :param task_id: the task id (with its task group prefix).
-    :param run_id: the DAG run id; only a hash of it is kept.
-    :param map_index: the map index of a mapped task, -1 (or None) for a task that is not mapped.
+    :param run_id: the DAG run id.
+    :param map_index: the map index, -1 (or None) for a task that is not mapped.
+    :param resend_key: set to send the same task instance's message again, deliberately.
     """
     index = -1 if map_index is None else map_index
-    prefix = f"{dag_id}.{task_id}.{short_hash(run_id)}.{index}"
-    if len(prefix) + _BULK_SUFFIX_ROOM > BULK_ID_MAX:
-        prefix = f"{_shorten(dag_id, _PART_MAX)}.{_shorten(task_id, _PART_MAX)}.{short_hash(run_id)}.{index}"
-    return prefix
+    parts = [ID_SCHEME, namespace, dag_id, task_id, run_id, str(index), resend_key or ""]
+    return short_hash(_SEPARATOR.join(parts), SEND_KEY_LENGTH)
 
 
-def custom_prefix(prefix: str) -> str:
-    """Return a user-given bulk id prefix, shortened (with a hash) to leave room for the bulk number."""
-    return _shorten(prefix, BULK_ID_MAX - _BULK_SUFFIX_ROOM)
+def message_id(key: str, address: str) -> str:
+    """Return the message id of the destination ``address`` (kind-prefixed, see :func:`address_key`)."""
+    return f"{key}-{short_hash(key + _SEPARATOR + address, DESTINATION_HASH_LENGTH)}"
 
 
-def bulk_id(prefix: str, number: int) -> str:
-    """Return the id of bulk ``number`` (1-based) of the task instance whose prefix is ``prefix``."""
-    return f"{prefix}.b{number}"
+def address_key(to: dict[str, Any] | Any) -> str:
+    """Return the identity of a destination's address: ``phone:41793026727``, ``email:a@b.c``, ...
 
-
-def message_id(bulk: str, position: int) -> str:
-    """Return the id of the destination at ``position`` (0-based, in the task's whole list).
-
-    A bulk id (at most 100 characters), a dot and the position: always within Infobip's 200, so an id
-    given after validation keeps the destination valid.
+    Phone numbers arrive normalized by the model (digits only); e-mail addresses are compared
+    case-insensitively.
     """
-    return f"{bulk}.{position}"
+    if to.get("phoneNumber"):
+        return f"phone:{to['phoneNumber']}"
+    if to.get("emailAddress"):
+        return f"email:{str(to['emailAddress']).strip().lower()}"
+    if to.get("pushRegistrationId"):
+        return f"push:{to['pushRegistrationId']}"
+    return f"whatsapp:{to.get('whatsAppUserId') or ''}"
+
+
+def label(dag_id: str, task_id: str, custom: str | None = None) -> str:
+    """Return the readable start of the bulk ids: ``{dag_id}.{task_id}`` or ``custom``, shortened.
+
+    It only helps people find a send in Infobip's portal: it is not part of the identity.
+    """
+    text = str(custom) if custom else f"{dag_id}.{task_id}"
+    return _shorten(text, LABEL_MAX)
+
+
+def bulk_id(bulk_label: str, key: str, member_ids: Iterable[str], suffix: str = "") -> str:
+    """Return the id of the bulk holding ``member_ids``: a function of the member set only.
+
+    :param bulk_label: from :func:`label`.
+    :param key: the send key.
+    :param member_ids: the message ids of the bulk's destinations.
+    :param suffix: appended when the same members go out in a second request (e.g. ``r2``).
+    """
+    digest = hashlib.sha256()
+    for member in sorted(member_ids):
+        digest.update(member.encode("utf-8") + b"\n")
+    text = f"{bulk_label}.{key}.{digest.hexdigest()[:BULK_HASH_LENGTH]}"
+    return f"{text}.{suffix}" if suffix else text
+
+
+def member_key(message: str) -> bytes:
+    """Return the compact key (8 bytes) of a message id, as kept in the task state store."""
+    return hashlib.blake2b(message.encode("utf-8"), digest_size=MEMBER_KEY_BYTES).digest()
+
+
+def pack_members(message_ids: Iterable[str]) -> str:
+    """Return the member keys of ``message_ids`` as one base64 text (8 bytes each)."""
+    return base64.b64encode(b"".join(member_key(m) for m in message_ids)).decode("ascii")
+
+
+def unpack_members(packed: str) -> set[bytes]:
+    """Return the member keys packed by :func:`pack_members`."""
+    raw = base64.b64decode(packed)
+    return {raw[i : i + MEMBER_KEY_BYTES] for i in range(0, len(raw), MEMBER_KEY_BYTES)}
 
 
 def split(count: int, size: int) -> list[range]:

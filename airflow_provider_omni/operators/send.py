@@ -10,7 +10,7 @@ import ast
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -21,6 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
 from airflow_provider_omni.operators import _ids
+from airflow_provider_omni.operators._send_ledger import (
+    ACCEPTED,
+    NOT_SENT,
+    SENDING,
+    UNCERTAIN,
+    BulkRecord,
+    SendLedger,
+)
 from airflow_provider_omni.privacy import shorten_phone_number
 
 if TYPE_CHECKING:
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
         AdvancedBulk,
         BulkAcceptance,
         DestinationShape,
+        OmniLog,
         SmsData,
         TimeUnit,
         ViberData,
@@ -46,8 +55,10 @@ MAX_LISTED_REJECTIONS = 100
 MAX_MESSAGE_ID_MAP = 1000
 #: Destinations per request, at most (Infobip's limit, ``models.MAX_DESTINATIONS_PER_REQUEST``).
 MAX_BATCH_SIZE = 1000
-#: Key prefix of the bulks recorded in the task state store (Airflow 3.3+).
-STATE_KEY_PREFIX = "omni_bulk:"
+#: How long a request that failed ambiguously stays "in doubt" when the logs do not show it.
+DEFAULT_UNCERTAIN_HORIZON = timedelta(minutes=15)
+#: With ``resend_unconfirmed``, how many times an unconfirmed request is sent again at most.
+MAX_UNCONFIRMED_RESENDS = 2
 
 _TO_KEYS = frozenset(
     {
@@ -70,7 +81,7 @@ _JINJA_MARKERS = re.compile(r"\{[{%#]")
 
 @dataclass(frozen=True)
 class Bulk:
-    """One request of the send: its 1-based number and its validated body (with the bulk id)."""
+    """One request of the send: its 1-based number in this try and its validated body (with the bulk id)."""
 
     number: int
     request: AdvancedBulk
@@ -85,22 +96,38 @@ class Bulk:
 
 
 @dataclass
-class BulkResult:
-    """What became of one bulk: how many destinations were accepted / rejected, and where we learnt it."""
+class SendPlan:
+    """Every destination of the send, validated, with its message id, sorted by message id.
 
-    bulk_id: str
-    accepted: int
-    rejected: int
-    rejected_destinations: list[dict[str, str]] = field(default_factory=list)
-    source: str = "sent"
+    :param key: the send key (:func:`_ids.send_key`).
+    :param label: the readable start of the bulk ids.
+    :param fields: the request-wide fields, validated (:meth:`AdvancedBulk.fields_of`).
+    :param entries: ``(message id, destination)`` in message-id order: a bulk's members depend only on
+        the set of destinations, never on the order they were given in.
+    """
 
-    def as_state(self) -> dict[str, Any]:
-        """The JSON stored in the task state store for this bulk."""
-        return {
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "rejected_destinations": self.rejected_destinations,
-        }
+    key: str
+    label: str
+    fields: dict[str, Any]
+    entries: list[tuple[str, DestinationShape]]
+
+    @property
+    def total(self) -> int:
+        return len(self.entries)
+
+
+@dataclass
+class EarlierTries:
+    """What earlier tries of the send already did, as far as can be known before sending anything.
+
+    :param done: member keys of the destinations Infobip took (or refused at send): never sent again.
+    :param in_doubt: member keys of the destinations in requests still uncertain: not sent either.
+    :param uncertain: the bulk records still uncertain (within the horizon).
+    """
+
+    done: set[bytes] = field(default_factory=set)
+    in_doubt: set[bytes] = field(default_factory=set)
+    uncertain: list[BulkRecord] = field(default_factory=list)
 
 
 def parse_validity(value: timedelta | int | str | None, name: str) -> tuple[int, TimeUnit] | None:
@@ -266,7 +293,7 @@ class _DestinationChecks:
         self.invalid_count = 0
         self.duplicates: list[str] = []
         self._first_by_address: dict[str, int] = {}
-        self._first_by_id: dict[str | None, int] = {}
+        self._first_by_id: dict[str, int] = {}
 
     @property
     def ok(self) -> bool:
@@ -289,14 +316,16 @@ class _DestinationChecks:
         """Note every address or message id already seen: someone would get the message twice."""
         first_by_address, first_by_id = self._first_by_address, self._first_by_id
         for position, destination in enumerate(destinations, start=offset):
-            address = destination["to"].get("phoneNumber") or destination_address(destination)
+            address = _ids.address_key(destination["to"])
             first = first_by_address.setdefault(address, position)
             if first != position:
                 self.duplicates.append(
-                    f"destinations[{position}].to: {self._show(address)} is already "
+                    f"destinations[{position}].to: {self._show(destination_address(destination))} is already "
                     f"destinations[{first}]; it would get the message twice"
                 )
             message_id = destination.get("messageId")
+            if message_id is None:  # derived later from the address, unique with it
+                continue
             first = first_by_id.setdefault(message_id, position)
             if first != position:
                 self.duplicates.append(
@@ -320,33 +349,80 @@ class _DestinationChecks:
 # -- the XCom ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class Tally:
+    """The send's counts over the current list of destinations, from the accepted bulk records.
+
+    :param total: destinations in the current list.
+    :param accepted: of those, taken by Infobip (in this try or an earlier one).
+    :param rejected: of those, refused at send.
+    :param removed: destinations taken by an earlier try that are no longer in the list.
+    """
+
+    total: int
+    accepted: int
+    rejected: int
+    removed: int
+
+
+def tally(records: Sequence[BulkRecord], plan_keys: set[bytes]) -> Tally:
+    """Count the current list's destinations by what the accepted ``records`` say about them."""
+    taken: set[bytes] = set()
+    refused: set[bytes] = set()
+    for record in records:
+        if record.state == ACCEPTED:
+            taken |= record.member_keys()
+            refused |= record.refused_keys()
+    in_list = taken & plan_keys
+    rejected = len(refused & plan_keys)
+    return Tally(
+        total=len(plan_keys),
+        accepted=len(in_list) - rejected,
+        rejected=rejected,
+        removed=len(taken - plan_keys),
+    )
+
+
 def build_send_result(
+    *,
     scenario_key: str | None,
-    results: Sequence[BulkResult],
-    total: int,
+    records: Sequence[BulkRecord],
+    counts: Tally,
     message_ids: Mapping[str, str] | None,
+    namespace: str = "",
+    send_key: str = "",
+    sent_at: float | None = None,
 ) -> dict[str, Any]:
     """Return the operator's XCom: one small entry per bulk, so its size grows with bulks, not people.
 
     :param scenario_key: the scenario used (None: the account's default scenario).
-    :param results: one result per bulk, in order.
-    :param total: the number of destinations.
-    :param message_ids: message id -> address of every destination; dropped above 1000 destinations.
+    :param records: the bulk records of the send (only the accepted ones are listed).
+    :param counts: the counts over the current list (:func:`tally`).
+    :param message_ids: message id -> address (shortened unless full numbers are wanted) of every
+        destination; dropped above 1000 destinations.
+    :param namespace: the connection's namespace.
+    :param send_key: the send key.
+    :param sent_at: when the first request of the send went out (epoch seconds).
     """
+    accepted = [record for record in records if record.state == ACCEPTED]
     rejected_destinations: list[dict[str, str]] = []
-    for result in results:
+    for record in accepted:
         room = MAX_LISTED_REJECTIONS - len(rejected_destinations)
-        rejected_destinations.extend(result.rejected_destinations[: max(room, 0)])
-    keep_map = message_ids is not None and total <= MAX_MESSAGE_ID_MAP
+        rejected_destinations.extend(record.refused[: max(room, 0)])
+    keep_map = message_ids is not None and counts.total <= MAX_MESSAGE_ID_MAP
     return {
         "scenario_key": scenario_key,
-        "bulks": [{"bulk_id": r.bulk_id, "accepted": r.accepted, "rejected": r.rejected} for r in results],
-        "total": total,
-        "accepted": sum(r.accepted for r in results),
-        "rejected": sum(r.rejected for r in results),
+        "namespace": namespace,
+        "send_key": send_key,
+        "bulks": [{"bulk_id": r.bulk_id, "accepted": r.accepted, "rejected": r.rejected} for r in accepted],
+        "total": counts.total,
+        "accepted": counts.accepted,
+        "rejected": counts.rejected,
+        "removed": counts.removed,
         "rejected_destinations": rejected_destinations,
         "message_ids": dict(message_ids) if keep_map and message_ids is not None else None,
         "to_by_message_id_truncated": not keep_map,
+        "sent_at": sent_at,
     }
 
 
@@ -360,33 +436,38 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     is built first, and a bad phone number at position 7,342 fails the task with
     ``destinations[7342].to.phoneNumber: ...`` while nothing is sent.
 
-    Destinations go out in bulks of at most ``batch_size``.  Each bulk has a deterministic ``bulkId``
-    (``{dag_id}.{task_id}.{hash of run_id}.{map_index}.b{n}``, at most 100 characters) and each
-    destination a deterministic ``messageId`` (``{bulkId}.{position}``) unless you gave one.  That is
-    what makes the send happen once:
+    **Exactly once, per destination.**  Each destination gets a message id derived from the *send
+    key* (the connection's ``namespace``, the DAG, task, run and map index, and ``resend_key``) and
+    its address: never from its position, so a retry recognises every destination whatever the order
+    of the list.  Destinations go out sorted by message id, in bulks of at most ``batch_size``, each
+    with a bulk id that is a hash of its members (``{dag_id}.{task_id}.{send key}.{hash}``).
 
-    * after each bulk is accepted it is recorded in the task state store (Airflow 3.3+); a retry of
-      the task skips the bulks recorded there;
-    * on a retry, bulks not recorded (older Airflow, or a crash right after the POST) are looked up
-      in ``/omni/1/logs?bulkId=...``; a bulk found there went out and is not sent again;
-    * when the POST fails ambiguously (timeout, 5xx, dropped connection), the bulk is looked up in
-      the logs (after short waits) before deciding: found means sent; not found means it is sent
-      again, once.  Still uncertain after that, the task fails and tells you so.
+    * Before each POST the bulk and its members are recorded in the task state store (Airflow 3.3+),
+      and again after the answer; a retry sends exactly the destinations no earlier try got taken:
+      added ones are sent once, removed ones are reported (``removed``), nothing is sent twice.
+    * A POST that fails ambiguously (timeout, 5xx, dropped connection, an answer that does not match
+      what was sent) is looked up in ``/omni/1/logs`` a few times (``confirm_delays``).  Absence from
+      the logs is not proof: the bulk stays *uncertain*, nothing more is sent in this try, and the
+      task fails with :class:`~airflow_provider_omni.exceptions.OmniSendUncertainError` naming it.
+      The next try looks it up again first; it is sent only when it is still absent once
+      ``uncertain_horizon`` has passed since the failed POST.  ``resend_unconfirmed=True`` trades
+      this delay for a possible duplicate.
+    * Without a task state store (older Airflow, or a store that was cleared) a retry finds earlier
+      bulks in the logs by their ids (and by message ids when the list changed).
+    * A cleared and re-run task instance has the same send key: it sends nothing again.  To really
+      send again, set ``resend_key`` to a new value (it must not change between tries).
 
-    So a retry after bulk 4 of 10 failed sends bulks 4 (if it did not go out) to 10 only.  A cleared
-    and re-run task instance has the same ids and sends nothing again (while Infobip keeps the logs,
-    48 h); give ``bulk_id_prefix`` (e.g. with ``{{ ti.try_number }}``) to really send again.
-
-    Destinations refused at send (status group REJECTED, or UNDELIVERABLE at once) are reported: the
-    count and the first 100 (numbers shortened) in the log and in the XCom.  With
+    Destinations refused at send (status group REJECTED, the one rule also used on the retry path)
+    are reported: the count and the first 100 (numbers shortened) in the log and in the XCom.  With
     ``fail_on_rejected`` the task then fails, but only after every bulk went out: one refused number
-    must not leave thousands of other people without their message, and a retry would not send the
-    bulks again anyway.
+    must not leave thousands of other people without their message.
 
-    The return value (XCom) is a small dict: ``scenario_key``, ``bulks`` (``bulk_id``, ``accepted``,
-    ``rejected`` per bulk), ``total``, ``accepted``, ``rejected``, ``rejected_destinations`` (at most
-    100), ``message_ids`` (message id -> number, only up to 1000 destinations, else None) and
-    ``to_by_message_id_truncated``.  Its size grows with the number of bulks, not of destinations.
+    The return value (XCom) is a small dict: ``scenario_key``, ``namespace``, ``send_key``, ``bulks``
+    (``bulk_id``, ``accepted``, ``rejected`` per bulk, every try included), ``total``, ``accepted``,
+    ``rejected`` (over the current list), ``removed``, ``rejected_destinations`` (at most 100),
+    ``message_ids`` (message id -> number, shortened unless the connection shows full numbers; only
+    up to 1000 destinations, else None), ``to_by_message_id_truncated`` and ``sent_at``.  Its size
+    grows with the number of bulks, not of destinations.
 
     :param scenario_key: the scenario key (e.g. from :class:`OmniCreateScenarioOperator`'s XCom);
         None uses the account's default scenario (templated).
@@ -410,9 +491,16 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     :param sms_validity: the same for SMS (30 seconds to 48 hours).
     :param fail_on_rejected: fail the task (after every bulk went out) when destinations were
         refused at send.
-    :param show_full_numbers: print full phone numbers in logs; default from the connection.
-    :param bulk_id_prefix: replaces the task-instance part of the bulk ids (templated); the
-        map index and the bulk number are still appended.
+    :param show_full_numbers: print full phone numbers in logs and XCom; default from the connection.
+    :param bulk_id_prefix: a readable label at the start of the bulk ids instead of
+        ``{dag_id}.{task_id}`` (templated).  Not part of the identity: changing it sends nothing again.
+    :param resend_key: set to a new value to send this task instance's message again to everyone
+        (templated).  Part of the identity, so it must be the same on every try: never template it with
+        the try number.  A change while an earlier send of the task instance is incomplete is refused.
+    :param uncertain_horizon: how long a request that failed ambiguously and is absent from the logs
+        stays in doubt (not sent again) after its POST; a timedelta or seconds (default 15 minutes).
+    :param resend_unconfirmed: send a request again when an ambiguous failure is not confirmed in
+        the logs within ``confirm_delays`` (risks a duplicate instead of a delay).
     """
 
     template_fields: Sequence[str] = (
@@ -424,13 +512,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         "send_at",
         "notify_url",
         "bulk_id_prefix",
+        "resend_key",
         "omni_conn_id",
     )
     template_fields_renderers = {"viber": "json", "sms": "json", "destinations": "py"}
     ui_color = "#e6f0ff"
 
-    #: Seconds to wait before each look-up in the logs after an ambiguous POST failure.
-    confirm_delays: Sequence[float] = (1.0, 3.0, 6.0)
+    #: Seconds to wait before each look-up in the logs after an ambiguous POST failure (about 30 s).
+    confirm_delays: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 15.0)
 
     def __init__(
         self,
@@ -452,6 +541,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         fail_on_rejected: bool = False,
         show_full_numbers: bool | None = None,
         bulk_id_prefix: str | None = None,
+        resend_key: str | None = None,
+        uncertain_horizon: timedelta | float = DEFAULT_UNCERTAIN_HORIZON,
+        resend_unconfirmed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -472,6 +564,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self.fail_on_rejected = fail_on_rejected
         self.show_full_numbers = show_full_numbers
         self.bulk_id_prefix = bulk_id_prefix
+        self.resend_key = resend_key
+        self.uncertain_horizon = uncertain_horizon
+        self.resend_unconfirmed = resend_unconfirmed
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -512,30 +607,28 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             return f"{address[:2]}***"
         return shorten_phone_number(address, full=self._full_numbers)
 
-    # -- planning (no I/O) --------------------------------------------------------------------------
+    # -- planning (no I/O but reading the connection) -------------------------------------------------
 
-    def build_bulks(self, context: Context) -> list[Bulk]:
-        """Validate everything and build every bulk request; raise OmniValidationError, send nothing.
+    def plan(self, context: Context) -> SendPlan:
+        """Validate everything and give every destination its message id; raise OmniValidationError.
 
-        Destinations are validated bulk by bulk, each bulk serialized as soon as it is valid, so that
-        a send holds its bulks' JSON rather than an object per destination.
+        Destinations are validated bulk by bulk; nothing is sent, whatever is wrong.
         """
-        from airflow_provider_omni.models import AdvancedBulk, validate_destinations
+        from airflow_provider_omni.models import validate_destinations
 
         batch_size = self._batch_size()
         items = coerce_destinations(self.destinations)
-        prefix = self._prefix(context)
-        ranges = _ids.split(len(items), batch_size)
-        fields = self._request_fields(_ids.bulk_id(prefix, max(len(ranges), 1)))
+        bulk_label = self._label(context)
+        stand_in = _ids.bulk_id(bulk_label, "0" * _ids.SEND_KEY_LENGTH, ()) + ".r99"
+        fields = self._request_fields(stand_in)
         if not items:
             raise OmniValidationError(
                 "destinations: the list is empty; nothing to send",
                 validation_errors={"destinations": ["empty"]},
             )
         checks = _DestinationChecks(self._show)
-        bulks: list[Bulk] = []
-        for number, positions in enumerate(ranges, start=1):
-            bulk_id = _ids.bulk_id(prefix, number)
+        valid: list[DestinationShape] = []
+        for positions in _ids.split(len(items), batch_size):
             try:
                 chunk = items[positions.start : positions.stop]
                 destinations = validate_destinations(
@@ -544,14 +637,59 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             except ValidationError as err:
                 checks.add_invalid(err, positions.start)
                 continue
-            for position, destination in enumerate(destinations, start=positions.start):
-                if destination.get("messageId") is None:
-                    destination["messageId"] = _ids.message_id(bulk_id, position)
             checks.add_unique(destinations, positions.start)
             if checks.ok:
-                bulks.append(Bulk(number, AdvancedBulk.build(fields, bulk_id, destinations)))
+                valid.extend(destinations)
         checks.raise_if_any(items, self._mask)
-        return bulks
+        key = self._send_key(context)
+        entries = sorted(_with_message_ids(key, valid), key=_first)
+        return SendPlan(key=key, label=bulk_label, fields=fields, entries=entries)
+
+    def build_bulks(self, context: Context) -> list[Bulk]:
+        """Return the requests a first try would make: every destination, in bulks (no I/O)."""
+        plan = self.plan(context)
+        return list(self._bulks(plan, plan.entries, set()))
+
+    def _bulks(
+        self, plan: SendPlan, entries: Sequence[tuple[str, DestinationShape]], used: set[str]
+    ) -> Iterator[Bulk]:
+        """Cut ``entries`` into bulks of at most ``batch_size``, each serialized when it is reached."""
+        from airflow_provider_omni.models import AdvancedBulk
+
+        for number, positions in enumerate(_ids.split(len(entries), self._batch_size()), start=1):
+            chunk = entries[positions.start : positions.stop]
+            ids = [message_id for message_id, _ in chunk]
+            bulk_id = _ids.bulk_id(plan.label, plan.key, ids)
+            repeat = 1
+            while bulk_id in used:  # the same members go out again (after a certain "not sent")
+                repeat += 1
+                bulk_id = _ids.bulk_id(plan.label, plan.key, ids, suffix=f"r{repeat}")
+            used.add(bulk_id)
+            yield Bulk(number, AdvancedBulk.build(plan.fields, bulk_id, [d for _, d in chunk]))
+
+    @staticmethod
+    def _task_instance_identity(context: Context, op: BaseOperator) -> tuple[str, str, str, int | None]:
+        ti = context.get("ti")
+        dag_id = getattr(ti, "dag_id", None) or op.dag_id
+        task_id = getattr(ti, "task_id", None) or op.task_id
+        run_id = getattr(ti, "run_id", None) or str(context.get("run_id") or "")
+        return dag_id, task_id, run_id, getattr(ti, "map_index", None)
+
+    def _label(self, context: Context) -> str:
+        dag_id, task_id, _, _ = self._task_instance_identity(context, self)
+        return _ids.label(dag_id, task_id, self.bulk_id_prefix)
+
+    def _send_key(self, context: Context) -> str:
+        """Return the send key of this task instance (reads the connection's namespace)."""
+        dag_id, task_id, run_id, map_index = self._task_instance_identity(context, self)
+        return _ids.send_key(
+            namespace=self.hook.namespace,
+            dag_id=dag_id,
+            task_id=task_id,
+            run_id=run_id,
+            map_index=map_index,
+            resend_key=str(self.resend_key) if self.resend_key else None,
+        )
 
     def _batch_size(self) -> int:
         size = self.batch_size
@@ -606,191 +744,291 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             return line
         return line.replace(str(raw), shorten_phone_number(str(raw)))
 
-    def _prefix(self, context: Context) -> str:
-        ti = context.get("ti")
-        map_index = getattr(ti, "map_index", None)
-        map_index = -1 if map_index is None else map_index
-        if self.bulk_id_prefix:
-            return f"{_ids.custom_prefix(str(self.bulk_id_prefix))}.{map_index}"
-        dag_id = getattr(ti, "dag_id", None) or self.dag_id
-        task_id = getattr(ti, "task_id", None) or self.task_id
-        run_id = getattr(ti, "run_id", None) or str(context.get("run_id") or "")
-        return _ids.bulk_id_prefix(dag_id, task_id, run_id, map_index)
-
     # -- execution ----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        bulks = self.build_bulks(context)
-        total = sum(bulk.size for bulk in bulks)
-        store = context.get("task_state_store")
+        plan = self.plan(context)
         try_number = getattr(context.get("ti"), "try_number", None)
-        # On a first try nothing can have gone out before; afterwards, bulks the store does not know
-        # may still have been sent (older Airflow, or a crash between the POST and the record).
-        look_in_logs = try_number is None or try_number > 1
+        ledger = SendLedger(context.get("task_state_store"), plan.key)
+        self._check_same_send(ledger)
+        earlier = self._earlier_tries(plan, ledger, try_number)
+        ledger.claim()
+        pending = [
+            entry
+            for entry in plan.entries
+            if (member := _ids.member_key(entry[0])) not in earlier.done and member not in earlier.in_doubt
+        ]
         self.log.info(
-            "Sending to %d destinations in %d bulk(s) of at most %d (scenario %s, try %s)",
-            total,
-            len(bulks),
+            "Sending to %d of %d destinations in bulks of at most %d (scenario %s, send %s, try %s)%s",
+            len(pending),
+            plan.total,
             self.batch_size,
             self.scenario_key or "<account default>",
+            plan.key,
             try_number,
+            f"; {plan.total - len(pending)} already taken or in doubt" if len(pending) < plan.total else "",
         )
-        results: list[BulkResult] = []
+        self._send_pending(plan, pending, ledger)
+        if earlier.uncertain:
+            raise self._still_uncertain(earlier.uncertain)
+        ledger.mark_complete()
+        return self._result(plan, ledger)
+
+    # -- what earlier tries did -----------------------------------------------------------------------
+
+    def _check_same_send(self, ledger: SendLedger) -> None:
+        """Refuse to start a different send while this task instance's earlier one is incomplete."""
+        previous = ledger.previous_send()
+        if previous is None or previous.get("send_key") == ledger.send_key or previous.get("complete"):
+            return
+        raise OmniValidationError(
+            "The identity of this send changed between tries of the task instance (the connection's "
+            "namespace or resend_key differ from the earlier try), while the earlier send is not "
+            f"complete (send {previous.get('send_key')}). Sending now could give some people the message "
+            "twice. Restore the earlier namespace / resend_key, let the task finish, then change them.",
+            validation_errors={"resend_key": ["changed between tries"]},
+        )
+
+    def _earlier_tries(self, plan: SendPlan, ledger: SendLedger, try_number: int | None) -> EarlierTries:
+        """Find what earlier tries sent: the task state store first, else (on a retry) the logs."""
+        records = ledger.load()
+        if records:
+            return self._resolve_records(records, ledger)
+        if try_number is not None and try_number <= 1:
+            return EarlierTries()  # a first try: nothing can have gone out before
+        self.log.info("No record of earlier tries in the task state store; looking them up in the logs")
+        return self._find_earlier_in_logs(plan, ledger)
+
+    def _resolve_records(self, records: Sequence[BulkRecord], ledger: SendLedger) -> EarlierTries:
+        """Settle the records of earlier tries: in-doubt requests are looked up in the logs."""
+        earlier = EarlierTries()
+        now = time.time()
+        for record in records:
+            if record.state in (SENDING, UNCERTAIN):
+                self._settle(record, now)
+                ledger.save(record)
+            if record.state == ACCEPTED:
+                earlier.done |= record.member_keys()
+            elif record.state == UNCERTAIN:
+                earlier.in_doubt |= record.member_keys()
+                earlier.uncertain.append(record)
+            self._log_record(record)
+        return earlier
+
+    def _settle(self, record: BulkRecord, now: float) -> None:
+        """Decide an in-doubt request: in the logs -> accepted; absent past the horizon -> not sent."""
+        if self._read_logs_of(record):
+            return
+        waited = now - record.at
+        if waited >= self._horizon_seconds():
+            record.state, record.source = NOT_SENT, f"absent from the logs {waited:.0f} s after its POST"
+        else:
+            record.state = UNCERTAIN
+
+    def _read_logs_of(self, record: BulkRecord) -> bool:
+        """Look one request up in ``/omni/1/logs`` by its bulk id; fill ``record`` when it is there."""
+        rows = self.hook.get_logs(bulk_id=record.bulk_id, limit=MAX_BATCH_SIZE)
+        if not rows:
+            return False
+        self._accept_from_rows(record, rows, source="logs")
+        return True
+
+    def _accept_from_rows(self, record: BulkRecord, rows: Sequence[OmniLog], source: str) -> None:
+        """Mark ``record`` accepted from its log rows (any row proves the request was taken whole)."""
+        from airflow_provider_omni.models import is_refused_at_send
+
+        refused = {row.message_id: row for row in rows if row.message_id and is_refused_at_send(row.status)}
+        record.state, record.source = ACCEPTED, source
+        record.rejected = len(refused)
+        record.accepted = record.size - record.rejected
+        record.refused_members = _ids.pack_members(refused)
+        record.refused = [
+            self._rejection(row.to, mid, _status_name(row.status), record.bulk_id)
+            for mid, row in list(refused.items())[:MAX_LISTED_REJECTIONS]
+        ]
+
+    def _find_earlier_in_logs(self, plan: SendPlan, ledger: SendLedger) -> EarlierTries:
+        """Without records, find in the logs which destinations earlier tries sent.
+
+        Earlier tries sent their bulks in message-id order, so what went out is a prefix of that
+        order: each planned bulk is looked up by its bulk id, and when that misses (the list changed
+        between tries), by its message ids; the first bulk with nothing found ends the search.
+        """
+        earlier = EarlierTries()
+        found: dict[str, list[OmniLog]] = {}
+        for bulk in self._bulks(plan, plan.entries, set()):
+            ids = list(bulk.request.message_ids)
+            rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
+            if not rows:
+                rows = self._logs_by_message_ids(ids)
+            if not rows:
+                break
+            for row in rows:
+                if row.bulk_id and row.message_id:
+                    found.setdefault(row.bulk_id, []).append(row)
+        for bulk_id, rows in found.items():
+            whole = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE) or rows
+            ids = sorted({row.message_id for row in whole if row.message_id})
+            record = ledger.begin(bulk_id, ids)
+            record.at = 0.0
+            self._accept_from_rows(record, whole, source="logs (earlier try)")
+            ledger.save(record)
+            earlier.done |= record.member_keys()
+            self._log_record(record)
+        return earlier
+
+    def _logs_by_message_ids(self, ids: Sequence[str]) -> list[OmniLog]:
+        from airflow_provider_omni.outcome import MESSAGE_IDS_PER_LOGS_REQUEST
+
+        rows: list[OmniLog] = []
+        for start in range(0, len(ids), MESSAGE_IDS_PER_LOGS_REQUEST):
+            part = ids[start : start + MESSAGE_IDS_PER_LOGS_REQUEST]
+            rows.extend(self.hook.get_logs(message_id=part, limit=MAX_BATCH_SIZE))
+        return rows
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    def _send_pending(
+        self, plan: SendPlan, pending: Sequence[tuple[str, DestinationShape]], ledger: SendLedger
+    ) -> None:
+        """Send the pending destinations bulk by bulk; stop at the first request left in doubt."""
+        bulks = self._bulks(plan, pending, ledger.used_bulk_ids())
+        count = -(-len(pending) // self._batch_size())
+        for bulk in bulks:
+            record = self._send_bulk(bulk, count, ledger)
+            resends = 0
+            while record.source == _UNCONFIRMED and resends < MAX_UNCONFIRMED_RESENDS:
+                resends += 1
+                self.log.warning("bulk %s: not confirmed; sending it again", record.bulk_id)
+                again = next(self._bulks(plan, _members_of(pending, bulk), ledger.used_bulk_ids()))
+                record = self._send_bulk(Bulk(bulk.number, again.request), count, ledger)
+            if record.source == _UNCONFIRMED:  # still unconfirmed after the resends: leave it in doubt
+                record.state, record.source = UNCERTAIN, "not confirmed after resending"
+                ledger.save(record)
+            if record.state == UNCERTAIN:
+                raise self._still_uncertain([record])
+
+    def _send_bulk(self, bulk: Bulk, count: int, ledger: SendLedger) -> BulkRecord:
+        """POST one bulk, recorded before and after; an ambiguous failure is looked up in the logs."""
+        record = ledger.begin(bulk.bulk_id, list(bulk.request.message_ids))
         try:
-            for bulk in bulks:
-                result = self._recorded(store, bulk)
-                if result is None and look_in_logs:
-                    result = self._find_in_logs(bulk, source="logs (earlier try)")
-                    # Bulks go out in order: the first one never sent means none after it was sent.
-                    look_in_logs = result is not None
-                    if result is not None:
-                        self._record(store, bulk, result)
-                if result is None:
-                    result = self._send(bulk, len(bulks))
-                    self._record(store, bulk, result)
-                self._log_progress(bulk, len(bulks), result)
-                results.append(result)
-        except OmniError:
-            self.log.error(
-                "Stopped at bulk %d of %d: bulks 1 to %d are sent and recorded; a retry of this task "
-                "sends only the rest",
-                len(results) + 1,
-                len(bulks),
-                len(results),
+            acceptance = self.hook.send_advanced_bulk(bulk.request)
+        except OmniSendUncertainError as err:
+            self.log.warning(
+                "bulk %d/%d (%s): the send failed ambiguously (%s); looking it up in the logs",
+                bulk.number,
+                count,
+                bulk.bulk_id,
+                err,
             )
+            self._confirm(record)
+        except OmniError:
+            record.state, record.source = NOT_SENT, "refused before processing"
+            ledger.save(record)
             raise
-        message_ids = None
-        if total <= MAX_MESSAGE_ID_MAP:
-            message_ids = {
-                str(d.get("messageId")): destination_address(d)
-                for bulk in bulks
-                for d in bulk.request.destinations()
-            }
-        xcom = build_send_result(self.scenario_key or None, results, total, message_ids)
-        self._report_rejections(xcom)
-        return xcom
+        else:
+            self._accept_from_answer(record, bulk, acceptance)
+        ledger.save(record)
+        self._log_record(record, bulk.number, count)
+        return record
 
-    def _recorded(self, store: Any, bulk: Bulk) -> BulkResult | None:
-        if store is None:
-            return None
-        state = store.get(STATE_KEY_PREFIX + bulk.bulk_id)
-        if not isinstance(state, dict):
-            return None
-        return BulkResult(
-            bulk_id=bulk.bulk_id,
-            accepted=int(state.get("accepted", 0)),
-            rejected=int(state.get("rejected", 0)),
-            rejected_destinations=list(state.get("rejected_destinations") or []),
-            source="task state store (earlier try)",
-        )
-
-    def _record(self, store: Any, bulk: Bulk, result: BulkResult) -> None:
-        if store is not None:
-            store.set(STATE_KEY_PREFIX + bulk.bulk_id, result.as_state())
-
-    def _send(self, bulk: Bulk, count: int) -> BulkResult:
-        """POST one bulk; after an ambiguous failure, look it up in the logs, and send again at most once."""
-        for attempt in (1, 2):
-            try:
-                acceptance = self.hook.send_advanced_bulk(bulk.request)
-            except OmniSendUncertainError as err:
-                self.log.warning(
-                    "bulk %d/%d (%s): the send failed ambiguously (%s); looking it up in the logs",
-                    bulk.number,
-                    count,
-                    bulk.bulk_id,
-                    err,
-                )
-                found = self._confirm_in_logs(bulk)
-                if found is not None:
-                    return found
-                if attempt == 2:
-                    raise OmniSendUncertainError(
-                        f"bulk {bulk.number}/{count} ({bulk.bulk_id}): the send failed ambiguously twice and "
-                        "the bulk is not in /omni/1/logs; it may still go out. A retry of this task looks it "
-                        "up again before sending.",
-                        bulk_id=bulk.bulk_id,
-                    ) from err
-                self.log.warning(
-                    "bulk %d/%d (%s): not in the logs, sending it again once",
-                    bulk.number,
-                    count,
-                    bulk.bulk_id,
-                )
-            else:
-                return self._from_acceptance(bulk, acceptance)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _confirm_in_logs(self, bulk: Bulk) -> BulkResult | None:
+    def _confirm(self, record: BulkRecord) -> None:
+        """Look an ambiguous request up in the logs a few times; leave it uncertain when not found."""
         for delay in self.confirm_delays:
             if delay > 0:
                 time.sleep(delay)
-            found = self._find_in_logs(bulk, source="logs (after an ambiguous failure)")
-            if found is not None:
-                return found
-        return None
+            if self._read_logs_of(record):
+                record.source = "logs (after an ambiguous failure)"
+                return
+        if self.resend_unconfirmed:
+            record.state, record.source = NOT_SENT, _UNCONFIRMED
+        else:
+            record.state = UNCERTAIN
 
-    def _find_in_logs(self, bulk: Bulk, source: str) -> BulkResult | None:
-        """Look the bulk up in ``/omni/1/logs``; any row proves the request was accepted as a whole."""
-        rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
-        if not rows:
-            return None
-        ours = {d.get("messageId"): d for d in bulk.request.destinations()}
-        rejected = {
-            row.message_id: row
-            for row in rows
-            if row.message_id in ours and row.status is not None and row.status.group_name == "REJECTED"
-        }
-        return BulkResult(
-            bulk_id=bulk.bulk_id,
-            accepted=bulk.size - len(rejected),
-            rejected=len(rejected),
-            rejected_destinations=[
-                self._rejection(
-                    row.to or destination_address(ours[mid]),
-                    mid,
-                    (row.status.name or row.status.group_name) if row.status else None,
-                )
-                for mid, row in list(rejected.items())[:MAX_LISTED_REJECTIONS]
-            ],
-            source=source,
-        )
-
-    def _from_acceptance(self, bulk: Bulk, acceptance: BulkAcceptance) -> BulkResult:
+    def _accept_from_answer(self, record: BulkRecord, bulk: Bulk, acceptance: BulkAcceptance) -> None:
         refused = acceptance.refused
         addresses = (
             {d.get("messageId"): destination_address(d) for d in bulk.request.destinations()}
             if refused
             else {}
         )
-        rejected = []
+        record.state = ACCEPTED
+        record.rejected = len(refused)
+        record.accepted = bulk.size - record.rejected
+        record.refused_members = _ids.pack_members(str(m.get("messageId")) for m in refused)
+        record.refused = []
         for message in refused[:MAX_LISTED_REJECTIONS]:
             status = message.get("status") or {}
             to = (message.get("to") or {}).get("phoneNumber") or addresses.get(message.get("messageId"))
-            rejected.append(
-                self._rejection(to, message.get("messageId"), status.get("name") or status.get("groupName"))
+            name = status.get("name") or status.get("groupName")
+            record.refused.append(self._rejection(to, message.get("messageId"), name, bulk.bulk_id))
+
+    def _still_uncertain(self, records: Sequence[BulkRecord]) -> OmniSendUncertainError:
+        horizon = self._horizon_seconds()
+        ids = ", ".join(record.bulk_id for record in records)
+        until = max(record.at for record in records) + horizon
+        when = datetime.fromtimestamp(until).astimezone().isoformat(timespec="seconds")
+        return OmniSendUncertainError(
+            f"{len(records)} bulk(s) may or may not have gone out: {ids}. They are not sent again: the "
+            f"next try of this task looks them up in /omni/1/logs first, and sends them only when they are "
+            f"still absent after the horizon ({horizon:.0f} s after the failed POST, i.e. {when}). "
+            "Everything else is sent and recorded.",
+            bulk_id=records[0].bulk_id,
+        )
+
+    def _horizon_seconds(self) -> float:
+        horizon = self.uncertain_horizon
+        return float(horizon.total_seconds() if isinstance(horizon, timedelta) else horizon)
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def _rejection(
+        self, to: str | None, message_id: str | None, status: str | None, bulk_id: str
+    ) -> dict[str, str]:
+        return {
+            "to": self._show(to),
+            "message_id": str(message_id),
+            "status": status or "REJECTED",
+            "bulk_id": bulk_id,
+        }
+
+    def _log_record(self, record: BulkRecord, number: int | None = None, count: int | None = None) -> None:
+        where = f"bulk {number}/{count}" if number is not None else "earlier bulk"
+        if record.state == ACCEPTED:
+            how = "" if record.source == "sent" else f" (found in the {record.source})"
+            self.log.info(
+                "%s (%s): %d accepted, %d rejected%s",
+                where,
+                record.bulk_id,
+                record.accepted,
+                record.rejected,
+                how,
             )
-        return BulkResult(
-            bulk_id=bulk.bulk_id,
-            accepted=bulk.size - len(refused),
-            rejected=len(refused),
-            rejected_destinations=rejected,
-        )
+        else:
+            self.log.warning("%s (%s): %s (%s)", where, record.bulk_id, record.state, record.source)
 
-    def _rejection(self, to: str | None, message_id: str | None, status: str | None) -> dict[str, str]:
-        return {"to": self._show(to), "message_id": str(message_id), "status": status or "REJECTED"}
-
-    def _log_progress(self, bulk: Bulk, count: int, result: BulkResult) -> None:
-        how = "" if result.source == "sent" else f" (already sent; found in the {result.source})"
-        self.log.info(
-            "bulk %d/%d (%s): %d accepted, %d rejected%s",
-            bulk.number,
-            count,
-            bulk.bulk_id,
-            result.accepted,
-            result.rejected,
-            how,
+    def _result(self, plan: SendPlan, ledger: SendLedger) -> dict[str, Any]:
+        counts = tally(ledger.records, {_ids.member_key(mid) for mid, _ in plan.entries})
+        message_ids = None
+        if plan.total <= MAX_MESSAGE_ID_MAP:
+            message_ids = {mid: self._show(destination_address(d)) for mid, d in plan.entries}
+        xcom = build_send_result(
+            scenario_key=self.scenario_key or None,
+            records=ledger.records,
+            counts=counts,
+            message_ids=message_ids,
+            namespace=self.hook.namespace,
+            send_key=plan.key,
+            sent_at=ledger.started_at,
         )
+        if counts.removed:
+            self.log.warning(
+                "%d destination(s) taken by an earlier try are no longer in the list: they got the "
+                "message (their bulks are in the XCom, so the delivery sensor waits for them too)",
+                counts.removed,
+            )
+        self._report_rejections(xcom)
+        return xcom
 
     def _report_rejections(self, xcom: dict[str, Any]) -> None:
         if not xcom["rejected"]:
@@ -811,3 +1049,35 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 f"(e.g. {', '.join(r['to'] + ' ' + r['status'] for r in listed[:5])}); every bulk went out, "
                 "so a retry sends nothing again"
             )
+
+
+_UNCONFIRMED = "not confirmed in the logs (resend_unconfirmed)"
+
+
+def _first(entry: tuple[str, Any]) -> str:
+    return str(entry[0])
+
+
+def _with_message_ids(
+    key: str, destinations: Iterable[DestinationShape]
+) -> Iterator[tuple[str, DestinationShape]]:
+    """Give each destination without one its message id (from the send key and its address)."""
+    for destination in destinations:
+        given = destination.get("messageId")
+        if given is None:
+            given = _ids.message_id(key, _ids.address_key(destination["to"]))
+            destination["messageId"] = given
+        yield given, destination
+
+
+def _members_of(
+    entries: Sequence[tuple[str, DestinationShape]], bulk: Bulk
+) -> list[tuple[str, DestinationShape]]:
+    wanted = set(bulk.request.message_ids)
+    return [entry for entry in entries if entry[0] in wanted]
+
+
+def _status_name(status: Any) -> str | None:
+    if status is None:
+        return None
+    return status.name or status.group_name
