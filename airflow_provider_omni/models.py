@@ -562,42 +562,127 @@ def is_refused_at_send(status: Mapping[str, Any] | Status | None) -> bool:
     return group_id == _REFUSED_GROUP_ID
 
 
-def _refused_only(message: SendMessageShape | None) -> SendMessageShape | None:
-    """Keep an answer entry only when it was refused: the others are counted, not kept."""
-    status = message.get("status") if message else None
-    return message if is_refused_at_send(status) else None
+def _id_or_refused(message: SendMessageShape | None) -> SendMessageShape | None:
+    """Keep a refused entry whole; of the others only the message id (they are counted, not kept)."""
+    if not message:
+        return None
+    if is_refused_at_send(message.get("status")):
+        return message
+    message_id = message.get("messageId")
+    return {"messageId": message_id} if message_id else None
 
 
 class _SendAnswerShape(TypedDict, total=False):
-    """The answer to a send: each entry validated, then kept only when refused (None otherwise)."""
+    """The answer to a send: each entry validated, then cut down to its message id unless refused."""
 
     bulkId: str | None
-    messages: list[Annotated[SendMessageShape | None, AfterValidator(_refused_only)]]
+    messages: list[Annotated[SendMessageShape | None, AfterValidator(_id_or_refused)]]
+    requestError: Any
 
 
 _SEND_ANSWER: TypeAdapter[_SendAnswerShape] = TypeAdapter(_SendAnswerShape)
 
 
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "none"
+    return repr(value if len(value) <= 100 else value[:100] + "...")
+
+
+def send_answer_mismatch(
+    *,
+    sent_bulk_id: str | None,
+    sent_size: int,
+    sent_message_ids: Iterable[str],
+    bulk_id: str | None,
+    count: int,
+    message_ids: Iterable[str],
+    request_error: bool = False,
+) -> str | None:
+    """Say how the answer to a send does not match what was sent, or None when it does.
+
+    An answer is an acceptance only when it carries the bulk id sent (when one was sent), lists
+    exactly one message per destination, and lists exactly the message ids sent (those given; the
+    others Infobip chose). The text gives counts and bulk ids, never an address.
+
+    :param sent_bulk_id: the bulk id of the request, or None.
+    :param sent_size: the number of destinations sent.
+    :param sent_message_ids: the message ids sent, in any order (empty strings: no id given).
+    :param bulk_id: the bulk id of the answer.
+    :param count: the number of messages the answer lists.
+    :param message_ids: the message ids the answer lists.
+    :param request_error: the answer is an error envelope (``requestError``).
+    """
+    if request_error:
+        return "it is an error body (requestError), not an acceptance"
+    problems = []
+    if sent_bulk_id is not None and bulk_id != sent_bulk_id:
+        problems.append(f"its bulkId is {_shown(bulk_id)}, not {sent_bulk_id!r}")
+    if count != sent_size:
+        problems.append(f"it lists {count} message(s) for {sent_size} destination(s) sent")
+    given = [message_id for message_id in sent_message_ids if message_id]
+    expected = set(given)
+    if expected:
+        answered = set(message_ids)
+        missing = len(expected - answered)
+        # Only when every destination had an id can an unknown one be told apart from Infobip's.
+        others = len(answered - expected) if len(given) == sent_size else 0
+        if missing:
+            problems.append(f"{missing} of the {len(expected)} message id(s) sent are not in it")
+        if others:
+            problems.append(f"it lists {others} message id(s) that were not sent")
+    return "; ".join(problems) or None
+
+
 @dataclass(frozen=True)
 class BulkAcceptance:
-    """The answer to one bulk send, compact: how many messages it lists, and the refused ones.
+    """The answer to one bulk send, compact: how many messages it lists, their ids, the refused ones.
 
     :param bulk_id: the bulk id Infobip answered with.
     :param messages: the number of messages in the answer.
-    :param refused: the entries whose status group is REJECTED or UNDELIVERABLE.
+    :param refused: the entries refused at send (:func:`is_refused_at_send`), whole.
+    :param message_ids: the message ids the answer lists.
+    :param request_error: the answer is an error envelope (``requestError``), not an acceptance.
     """
 
     bulk_id: str | None
     messages: int
     refused: list[SendMessageShape]
+    message_ids: frozenset[str] = frozenset()
+    request_error: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"BulkAcceptance(bulk_id={self.bulk_id!r}, messages={self.messages}, "
+            f"refused={len(self.refused)}, request_error={self.request_error})"
+        )
 
     @classmethod
     def from_json(cls, content: bytes) -> BulkAcceptance:
-        """Parse the answer to ``POST /omni/1/advanced`` (raises pydantic's ValidationError)."""
-        answer = _SEND_ANSWER.validate_json(content or b"{}")
+        """Parse the answer to ``POST /omni/1/advanced`` in one pass (raises pydantic's
+        ValidationError when it is empty, not JSON, not an object, or has unreadable fields)."""
+        answer = _SEND_ANSWER.validate_json(content)
         messages = answer.get("messages") or []
-        refused = [message for message in messages if message is not None]
-        return cls(bulk_id=answer.get("bulkId"), messages=len(messages), refused=refused)
+        kept = [message for message in messages if message is not None]
+        return cls(
+            bulk_id=answer.get("bulkId"),
+            messages=len(messages),
+            refused=[message for message in kept if "status" in message],
+            message_ids=frozenset(str(m["messageId"]) for m in kept if m.get("messageId")),
+            request_error=answer.get("requestError") is not None,
+        )
+
+    def mismatch(self, bulk: AdvancedBulk) -> str | None:
+        """Say how this answer does not match ``bulk`` (see :func:`send_answer_mismatch`), or None."""
+        return send_answer_mismatch(
+            sent_bulk_id=bulk.bulk_id,
+            sent_size=bulk.size,
+            sent_message_ids=bulk.message_ids,
+            bulk_id=self.bulk_id,
+            count=self.messages,
+            message_ids=self.message_ids,
+            request_error=self.request_error,
+        )
 
 
 # -- responses, reports, logs -----------------------------------------------------------------------

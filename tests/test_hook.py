@@ -57,6 +57,20 @@ SEND_OK = {
 }
 
 
+def accept_all(request: Any, context: Any) -> dict[str, Any]:
+    """Answer a send as Infobip does: the bulk id and one PENDING message per destination sent."""
+    body = request.json()
+    messages = [
+        {
+            "to": destination["to"],
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"},
+            "messageId": destination.get("messageId") or f"generated-{index}",
+        }
+        for index, destination in enumerate(body["destinations"])
+    ]
+    return {"bulkId": body.get("bulkId") or "generated-bulk", "messages": messages}
+
+
 def _set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = "omni_test", **fields: Any) -> str:
     conn: dict[str, Any] = {
         "conn_type": "infobip_omni",
@@ -108,11 +122,11 @@ def _message(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _send_bulk(hook: OmniHook) -> Any:
-    """Send ``_message()`` through the bulk path (what the send operator uses)."""
+def _send_bulk(hook: OmniHook, **overrides: Any) -> Any:
+    """Send ``_message(**overrides)`` through the bulk path (what the send operator uses)."""
     from airflow_provider_omni.models import AdvancedBulk, validate_destinations
 
-    message = _message()
+    message = _message(**overrides)
     fields = AdvancedBulk.fields_of(OmniAdvancedRequest.model_validate(message))
     return hook.send_advanced_bulk(
         AdvancedBulk.build(fields, message["bulkId"], validate_destinations(message["destinations"]))
@@ -254,7 +268,7 @@ def test_oauth2_token_fetched_once_for_two_calls(
     assert token.last_request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert "Authorization" not in token.last_request.headers
     assert [r.headers["Authorization"] for r in api.request_history] == [f"Bearer {TOKEN}"] * 2
-    assert masked == [TOKEN]
+    assert masked == [CLIENT_SECRET, TOKEN]  # the client secret when the connection is read
 
 
 def test_oauth2_token_refreshed_before_expiry(
@@ -398,14 +412,16 @@ IN_TEN_DAYS = pendulum.now("UTC").add(days=10).replace(microsecond=0)
     ],
 )
 def test_send_advanced_body_matches_openapi(hook: OmniHook, requests_mock: Any, message: Any) -> None:
-    requests_mock.post(f"{BASE}/omni/1/advanced", json=SEND_OK)
+    requests_mock.post(f"{BASE}/omni/1/advanced", json=accept_all)
     response = hook.send_advanced(message)
     assert requests_mock.call_count == 1
     body = requests_mock.last_request.json()
     validate_request("/omni/1/advanced", "post", body)
     assert all(d["to"]["phoneNumber"].isdigit() for d in body["destinations"])
     assert response.bulk_id == "bulk-1"
-    assert response.messages[0].message_id == "bulk-1.0"
+    assert [m.message_id for m in response.messages] == [
+        d.get("messageId", f"generated-{i}") for i, d in enumerate(body["destinations"])
+    ]
 
 
 def test_send_at_is_written_the_infobip_way(hook: OmniHook, requests_mock: Any) -> None:
@@ -643,12 +659,16 @@ def test_bulk_send_posts_the_prebuilt_body_and_reports_refusals(hook: OmniHook, 
     requests_mock.post(
         f"{BASE}/omni/1/advanced", json={**SEND_OK, "messages": [*SEND_OK["messages"], refused]}
     )
+    destinations = [
+        {"messageId": "bulk-1.0", "to": {"phoneNumber": "41793026727"}},
+        {"messageId": "bulk-1.1", "to": {"phoneNumber": "41793026728"}},
+    ]
 
-    acceptance = _send_bulk(hook)
+    acceptance = _send_bulk(hook, destinations=destinations)
 
     body = requests_mock.last_request.json()
     validate_request("/omni/1/advanced", "post", body)
-    assert body == {**_message(), "scenarioKey": SCENARIO["key"]}
+    assert body == {**_message(destinations=destinations), "scenarioKey": SCENARIO["key"]}
     assert requests_mock.last_request.headers["Content-Type"] == "application/json"
     assert requests_mock.last_request.headers["Authorization"] == f"App {API_KEY}"
     assert (acceptance.bulk_id, acceptance.messages, acceptance.refused) == ("bulk-1", 2, [refused])
@@ -802,6 +822,7 @@ def test_phone_numbers_shortened_in_logs(hook: OmniHook, requests_mock: Any, log
             {
                 "to": {"phoneNumber": "41793026727"},
                 "status": {"groupId": 5, "groupName": "REJECTED", "name": "X"},
+                "messageId": "bulk-1.0",
             }
         ],
     }

@@ -422,3 +422,23 @@ def test_bulk_acceptance_reads_the_documented_answers() -> None:
             if m.status and m.status.group_name in ("REJECTED", "UNDELIVERABLE")
         ]
     assert acceptance.refused == [refused_entry]
+
+
+def test_bulk_acceptance_is_compact_and_refuses_what_is_not_an_answer() -> None:
+    from pydantic import ValidationError as PydanticValidationError
+
+    from airflow_provider_omni.models import BulkAcceptance
+
+    refused = {"messageId": "m2", "to": {"phoneNumber": "41793026727"}, "status": {"groupName": "REJECTED"}}
+    pending = {"messageId": "m1", "to": {"phoneNumber": "41793026728"}, "status": {"groupName": "PENDING"}}
+    acceptance = BulkAcceptance.from_json(
+        json.dumps({"bulkId": "b", "messages": [pending, refused]}).encode()
+    )
+
+    assert (acceptance.bulk_id, acceptance.messages, acceptance.refused) == ("b", 2, [refused])
+    assert acceptance.message_ids == {"m1", "m2"}
+    assert "41793026728" not in repr(acceptance)  # only refused entries are kept whole
+    assert BulkAcceptance.from_json(b'{"requestError": {"serviceException": {}}}').request_error
+    for content in (b"", b"[]", b"null", b"<html>"):
+        with pytest.raises(PydanticValidationError):
+            BulkAcceptance.from_json(content)

@@ -12,12 +12,15 @@ Three schemes are supported, chosen by the connection extra ``auth_type``:
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
+from airflow_provider_omni.exceptions import OmniConfigurationError
 from airflow_provider_omni.get_provider_info import CONN_FIELDS, CONNECTION_TYPE
 
 if TYPE_CHECKING:
@@ -109,6 +112,78 @@ def _as_namespace(value: Any) -> str:
     return text
 
 
+#: Unicode categories of characters that cannot be part of a credential: control characters (CR, LF,
+#: TAB, NUL, DEL, ...) and the line and paragraph separators.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+_PRINTABLE_ASCII_RE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def _field_name(field_name: str, auth_type: str) -> str:
+    """Name a connection field the way the connection form shows it."""
+    if field_name == "login":
+        return "the Login field (" + ("username" if auth_type == AUTH_BASIC else "OAuth2 client id") + ")"
+    what = {AUTH_API_KEY: "API key", AUTH_BASIC: "password", AUTH_OAUTH2: "client secret"}[auth_type]
+    return f"the Password field ({what})"
+
+
+def clean_credential(
+    value: str | None, *, field_name: str, auth_type: str, conn_id: str, header_value: bool = False
+) -> str | None:
+    """Return a credential without surrounding whitespace (a key pasted with its newline), or None.
+
+    :param value: the Login or Password field.
+    :param field_name: ``login`` or ``password``, to name the field in the error.
+    :param auth_type: the connection's auth type, to name what the field holds.
+    :param conn_id: the connection id, to name it in the error.
+    :param header_value: the credential is sent as it is in an HTTP header (an API key), so it must
+        be printable ASCII.
+    :raises OmniConfigurationError: a line break or control character remains inside, or (for a
+        header value) a character an HTTP header cannot carry. The message never shows the value.
+    """
+    if value is None:
+        return None
+    cleaned = value.strip()
+    if any(unicodedata.category(char) in _CONTROL_CATEGORIES for char in cleaned):
+        raise OmniConfigurationError(
+            f"{_field_name(field_name, auth_type)} of connection {conn_id!r} contains a line break or "
+            "control character. Re-enter the value without it (a secret copied from a file or secret "
+            "backend often carries one)."
+        )
+    if header_value and not _PRINTABLE_ASCII_RE.match(cleaned):
+        raise OmniConfigurationError(
+            f"{_field_name(field_name, auth_type)} of connection {conn_id!r} contains a character that "
+            "an HTTP header cannot carry (only printable ASCII is allowed). Re-enter the value."
+        )
+    return cleaned or None
+
+
+def _lowercase_percent_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda match: match.group().lower(), text)
+
+
+def secret_forms(secret: str | None) -> list[str]:
+    """Return ``secret`` and every escaped form in which a library or a server may print it.
+
+    The raw value, its ``repr`` and ``unicode_escape`` forms (how requests and httpx quote a bad
+    header value), its bytes ``repr`` (``b'...'``), its JSON-escaped forms, and its URL-encoded
+    forms (an OAuth2 token endpoint echoing the form body), each once.
+    """
+    if not secret:
+        return []
+    forms = [
+        secret,
+        repr(secret)[1:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        repr(secret.encode("utf-8"))[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    ]
+    forms += [_lowercase_percent_escapes(form) for form in forms[-2:]]
+    return list(dict.fromkeys(form for form in forms if form))
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Everything the hook needs from the Airflow connection, typed and with defaults.
@@ -143,7 +218,9 @@ class ConnectionSettings:
     ) -> ConnectionSettings:
         """Read the connection fields and extras; constructor arguments in ``overrides`` win.
 
-        Extras are read by their bare name, falling back to ``extra__infobip_omni__<name>``.
+        Extras are read by their bare name, falling back to ``extra__infobip_omni__<name>``. The
+        Login and Password fields are stripped of surrounding whitespace and checked by
+        :func:`clean_credential` (which raises :class:`OmniConfigurationError`).
         """
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
 
@@ -156,12 +233,21 @@ class ConnectionSettings:
         auth_type = str(pick("auth_type")).strip().lower()
         if auth_type not in AUTH_TYPES:
             raise ValueError(f"connection extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}")
+        secret = clean_credential(
+            password,
+            field_name="password",
+            auth_type=auth_type,
+            conn_id=conn_id,
+            header_value=auth_type == AUTH_API_KEY,
+        )
+        if auth_type != AUTH_API_KEY:
+            login = clean_credential(login, field_name="login", auth_type=auth_type, conn_id=conn_id)
         return cls(
             conn_id=conn_id,
             base_url=normalize_base_url(host, scheme=schema, port=port),
             auth_type=auth_type,
             login=login or None,
-            secret=password or None,
+            secret=secret,
             connect_timeout=float(_as_number(pick("connect_timeout"), "connect_timeout", float)),
             read_timeout=float(_as_number(pick("read_timeout"), "read_timeout", float)),
             max_retries=int(_as_number(pick("max_retries"), "max_retries", int)),
@@ -185,9 +271,11 @@ class ConnectionSettings:
         if self.auth_type == AUTH_API_KEY:
             return f"App {self.secret}"
         if self.auth_type == AUTH_BASIC:
-            pair = f"{self.login}:{self.secret}".encode()
-            return f"Basic {base64.b64encode(pair).decode('ascii')}"
+            return f"Basic {self._basic_pair()}"
         return None
+
+    def _basic_pair(self) -> str:
+        return base64.b64encode(f"{self.login}:{self.secret}".encode()).decode("ascii")
 
     def token_form(self) -> dict[str, str]:
         """Return the form body of the OAuth2 client-credentials token request."""
@@ -198,12 +286,12 @@ class ConnectionSettings:
         }
 
     def secrets(self) -> list[str]:
-        """Return the secret strings that must never be printed."""
-        values = [self.secret] if self.secret else []
+        """Return the secret strings that must never be printed: every form of the secret (see
+        :func:`secret_forms`) and, for basic auth, the base64 pair."""
+        values = secret_forms(self.secret)
         if self.secret and self.auth_type == AUTH_BASIC:
-            values.append(self.static_authorization() or "")
-            values.append(base64.b64encode(f"{self.login}:{self.secret}".encode()).decode("ascii"))
-        return [v for v in values if v]
+            values.append(self._basic_pair())
+        return values
 
 
 class TokenCache:

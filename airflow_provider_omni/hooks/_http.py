@@ -16,6 +16,12 @@ The retry rule, in one place:
   bulk id up in ``/omni/1/logs`` before sending again.
 
 * 400, 401, 403 and 404 are never retried: repeating them cannot help.
+
+* Redirects are never followed (on either path): a 3xx means the request was not processed, and
+  raises :class:`OmniConfigurationError` naming the redirect target. A 2xx whose body is not what
+  the endpoint returns (empty, not JSON, not an object, no ``results`` list) is a server error,
+  retried like a 5xx when the request is idempotent. A request that cannot even be built (a bad
+  URL or header value) raises :class:`OmniConfigurationError`: nothing was sent.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import ValidationError
 
 from airflow_provider_omni.exceptions import (
     OmniAuthError,
+    OmniConfigurationError,
     OmniError,
     OmniNotFoundError,
     OmniRateLimitError,
@@ -41,11 +49,14 @@ from airflow_provider_omni.exceptions import (
     OmniValidationError,
 )
 from airflow_provider_omni.models import ApiError
+from airflow_provider_omni.privacy import shorten_phone_number
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SEND_PATH = "/omni/1/advanced"
 RETRY_AFTER_CAP = 60.0
@@ -102,11 +113,59 @@ def describe_exception(error: BaseException) -> str:
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in ``text`` with ``***``."""
+    """Replace every secret in ``text`` with ``***`` (longest first, so that no part of one is left)."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+#: 7 to 15 digits, optionally after ``+``, not part of a longer word, id, time or URL.
+_PHONE_NUMBER_RE = re.compile(r"(?<![\w.:/+-])\+?\d{7,15}(?![\w.:/-])")
+
+
+def shorten_numbers(text: str) -> str:
+    """Shorten everything in ``text`` that looks like a phone number (``+4179****727``)."""
+    return _PHONE_NUMBER_RE.sub(lambda match: shorten_phone_number(match.group()), text)
+
+
+class BadAnswer(Exception):
+    """A 2xx answer whose body is not what the endpoint returns; the message says how."""
+
+
+def json_object(content: bytes) -> dict[str, Any]:
+    """Return the JSON object of a 2xx answer; raise :class:`BadAnswer` for anything else."""
+    if not content.strip():
+        raise BadAnswer("an empty body")
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise BadAnswer("a body that is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadAnswer(f"a JSON {type(data).__name__} instead of an object")
+    if "requestError" in data:
+        raise BadAnswer("an error body (requestError)")
+    return data
+
+
+def results_object(content: bytes) -> dict[str, Any]:
+    """Return the JSON object of a reports or logs answer, which must carry a ``results`` list."""
+    data = json_object(content)
+    if not isinstance(data.get("results"), list):
+        raise BadAnswer("an object without a 'results' list")
+    return data
+
+
+def raw_body(content: bytes) -> bytes:
+    """Return the answer as it is (a send checks its answer itself)."""
+    return content
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Wait this many seconds, then repeat the request."""
+
+    delay: float
 
 
 def parse_error_body(body: bytes | str) -> ApiError | None:
@@ -149,6 +208,7 @@ class RequestInfo:
     auth_type: str
     idempotent: bool
     bulk_id: str | None = None
+    show_full_numbers: bool = False
 
     @property
     def is_send(self) -> bool:
@@ -167,18 +227,57 @@ def _body_summary(api_error: ApiError | None, body: bytes | str) -> tuple[str | 
     return None, (text[:200] + "...") if len(text) > 200 else (text or "no body")
 
 
+def _numbers_hidden(info: RequestInfo, text: str) -> str:
+    return text if info.show_full_numbers else shorten_numbers(text)
+
+
+def redirect_error(info: RequestInfo, status: int, location: str | None) -> OmniConfigurationError:
+    """Return the error for a 3xx: the request was not processed; name where the base URL points.
+
+    The target is shown as scheme, host and path: its query string may hold phone numbers.
+    """
+    where = f"{info.label} on {info.base_url}"
+    if not location or not location.strip():
+        return OmniConfigurationError(
+            f"Infobip did not process {where}: it answered {status} (a redirect) without a Location. "
+            f"Check that the Host of connection {info.conn_id!r} is your personal base URL "
+            "(xxxxx.api.infobip.com, shown in the Infobip portal).",
+            status_code=status,
+        )
+    target = urlsplit(urljoin(info.base_url + info.path, location.strip()))
+    origin = f"{target.scheme}://{target.netloc.rpartition('@')[2]}"
+    path = target.path
+    base_url = origin + (path[: -len(info.path)] if path.endswith(info.path) else "")
+    return OmniConfigurationError(
+        f"Infobip did not process {where}: it answered {status} (a redirect) to {origin}{path}. "
+        "Redirects are not followed (a redirected POST would be lost or sent again as a GET). "
+        f"Set the Host of connection {info.conn_id!r} to {base_url.rstrip('/') or origin}.",
+        status_code=status,
+    )
+
+
 def error_for_status(
     info: RequestInfo,
     status: int,
     body: bytes | str,
     retry_after: float | None,
+    location: str | None = None,
 ) -> OmniError:
-    """Map an HTTP error answer to the provider's exception, with a message that says what to fix."""
+    """Map an HTTP error answer to the provider's exception, with a message that says what to fix.
+
+    Phone numbers in Infobip's text are shortened unless the connection shows full numbers.
+    """
+    if 300 <= status < 400:
+        return redirect_error(info, status, location)
     api_error = parse_error_body(body)
     code, summary = _body_summary(api_error, body)
+    summary = _numbers_hidden(info, summary)
     where = f"{info.label} on {info.base_url}"
     if status == 400:
-        errors = api_error.validation_errors if api_error else {}
+        errors = {
+            field: [_numbers_hidden(info, msg) for msg in msgs]
+            for field, msgs in (api_error.validation_errors if api_error else {}).items()
+        }
         details = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in errors.items())
         message = f"Infobip rejected {where} as invalid (400 {summary})"
         return OmniValidationError(
@@ -291,8 +390,9 @@ class Attempts:
             message = str(error.args[0]) if error.args else type(error).__name__
             if retryable and self.retries:
                 message = f"{message} (gave up after {self.retries + 1} attempts)"
-            error.args = (self.redactor(message),)
-            raise error
+            error.args = (_numbers_hidden(self.info, self.redactor(message)),)
+            # No chained context: the library's exception may quote a secret in a form we missed.
+            raise error from None
         delay = self.policy.delay(self.retries, retry_after)
         self.retries += 1
         self.logger.warning(
@@ -305,13 +405,61 @@ class Attempts:
         )
         return delay
 
-    def after_status(self, status: int, body: bytes | str, retry_after_header: str | None) -> float:
+    def after_answer(
+        self, status: int, content: bytes, headers: Mapping[str, str], read: Callable[[bytes], T]
+    ) -> T | Retry:
+        """Return what ``read`` makes of a 2xx answer, or how long to wait before retrying; or raise.
+
+        The one rule for every status, on the sync and the async path alike: 2xx is read (a body
+        ``read`` refuses is a server error), anything else goes to :meth:`after_status`.
+        """
+        if 200 <= status < 300:
+            try:
+                return read(content)
+            except BadAnswer as bad:
+                return Retry(self.after_bad_answer(status, str(bad)))
+        return Retry(self.after_status(status, content, headers.get("Retry-After"), headers.get("Location")))
+
+    def after_status(
+        self,
+        status: int,
+        body: bytes | str,
+        retry_after_header: str | None,
+        location: str | None = None,
+    ) -> float:
         """Return the seconds to wait before retrying an error answer, or raise its exception."""
         retry_after = parse_retry_after(retry_after_header)
-        error = error_for_status(self.info, status, body, retry_after)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        # Secrets out before the body is summarized (cut at 200 characters, whitespace collapsed).
+        error = error_for_status(self.info, status, self.redactor(text), retry_after, location)
         return self._retry_or_raise(
             error, is_retryable_status(self.info, status), retry_after, f"HTTP {status}"
         )
+
+    def after_bad_answer(self, status: int, reason: str) -> float:
+        """Return the seconds to wait before retrying a 2xx with an unusable body, or raise.
+
+        Retried like a 5xx: only when the request is idempotent.
+        """
+        error = server_error(self.info, f"Infobip answered {status} with {reason}", status_code=status)
+        return self._retry_or_raise(error, self.info.idempotent, None, f"HTTP {status} with {reason}")
+
+    def after_local_error(self, error: BaseException, *, show_message: bool) -> NoReturn:
+        """Raise :class:`OmniConfigurationError` for a request that could not be built: nothing was
+        sent, and repeating it cannot help.
+
+        :param show_message: quote the library's message (a URL error); False for a header error,
+            whose message quotes the header value.
+        """
+        name = type(error).__name__
+        detail = describe_exception(error) if show_message else f"{name}: an invalid header value"
+        failure = OmniConfigurationError(
+            f"Could not build the request {self.info.label} to {self.info.base_url} ({detail}); nothing "
+            f"was sent. Check connection {self.info.conn_id!r}: its Host must be an http:// or https:// "
+            "URL, and its Login and Password must not contain line breaks or control characters."
+        )
+        self._retry_or_raise(failure, False, None, name)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def after_transport_error(self, error: BaseException, *, sent: bool) -> float:
         """Return the seconds to wait before retrying a transport failure, or raise.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import unicodedata
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,6 @@ from airflow_provider_omni.exceptions import (
     OmniAuthError,
     OmniError,
     OmniSendUncertainError,
-    OmniServerError,
     OmniValidationError,
 )
 from airflow_provider_omni.get_provider_info import (
@@ -29,13 +29,25 @@ from airflow_provider_omni.get_provider_info import (
     HOOK_NAME,
     UI_FIELD_BEHAVIOUR,
 )
-from airflow_provider_omni.hooks._auth import AUTH_OAUTH2, TOKEN_PATH, ConnectionSettings, TokenCache
+from airflow_provider_omni.hooks._auth import (
+    AUTH_OAUTH2,
+    TOKEN_PATH,
+    ConnectionSettings,
+    TokenCache,
+    secret_forms,
+)
 from airflow_provider_omni.hooks._http import (
     SEND_PATH,
     Attempts,
+    BadAnswer,
     RequestInfo,
+    Retry,
     RetryPolicy,
+    json_object,
+    raw_body,
     redact,
+    results_object,
+    shorten_numbers,
 )
 from airflow_provider_omni.models import (
     AdvancedBulk,
@@ -55,6 +67,7 @@ from airflow_provider_omni.models import (
     Step,
     format_infobip_datetime,
     is_refused_at_send,
+    send_answer_mismatch,
     to_payload,
 )
 from airflow_provider_omni.privacy import shorten_phone_number
@@ -70,7 +83,7 @@ except ImportError:  # pragma: no cover - older Airflow
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined]
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
     from airflow.sdk import Connection
@@ -83,6 +96,29 @@ _MAX_ERRORS_IN_MESSAGE = 20
 _LOGGED_NUMBERS = 3
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+#: requests errors raised while the request is built, before anything is sent (bad URL or header;
+#: http.client refuses a header it cannot encode with UnicodeEncodeError).
+_LOCAL_ERRORS = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+    UnicodeError,
+)
+#: The same for httpx (it refuses a non-ASCII header value with UnicodeEncodeError, a ValueError).
+_ALOCAL_ERRORS = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError)
+#: Local errors about the URL, whose message may be quoted (a header error's message quotes the value).
+_URL_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
 
 
 def _sleep(seconds: float) -> None:
@@ -126,16 +162,30 @@ def _wire_path(loc: Sequence[int | str]) -> str:
     return path
 
 
-def validation_error_from_pydantic(error: ValidationError, what: str) -> OmniValidationError:
+def _hide_number(message: str, item: Any, path: str) -> str:
+    """Shorten the phone number a message about a ``phoneNumber`` field quotes, and any other."""
+    value = item.get("input")
+    if path.endswith("phoneNumber") and isinstance(value, str) and sum(c.isdigit() for c in value) >= 7:
+        message = message.replace(repr(value), repr(shorten_phone_number(value)))
+    return shorten_numbers(message)
+
+
+def validation_error_from_pydantic(
+    error: ValidationError, what: str, *, full_numbers: bool = False
+) -> OmniValidationError:
     """Turn a pydantic error into :class:`OmniValidationError` naming each field the Infobip way.
 
     :param error: the pydantic error.
     :param what: what was being validated, e.g. ``"The OMNI message"``.
+    :param full_numbers: quote phone numbers in full (the connection's ``show_full_numbers``);
+        by default they are shortened.
     """
     errors: dict[str, list[str]] = {}
     for item in error.errors(include_url=False):
         path = _wire_path(item["loc"])
         message = str(item["msg"]).removeprefix("Value error, ")
+        if not full_numbers:
+            message = _hide_number(message, item, path)
         field = path or "request"
         first_word = message.split(" ", 1)[0].rstrip(":;,.")
         if (path and first_word.startswith(f"{path}.")) or (not path and "." in first_word):
@@ -155,7 +205,14 @@ def validation_error_from_pydantic(error: ValidationError, what: str) -> OmniVal
     )
 
 
-def _validated(model: type[M], value: M | Mapping[str, Any], what: str) -> M:
+def _validated(
+    model: type[M],
+    value: M | Mapping[str, Any],
+    what: str,
+    full_numbers: Callable[[], bool] | None = None,
+) -> M:
+    """Validate ``value``; on failure raise OmniValidationError, phone numbers shortened unless
+    ``full_numbers()`` (asked only then: it may read the connection)."""
     if isinstance(value, model):
         return value
     if isinstance(value, BaseModel):
@@ -163,12 +220,13 @@ def _validated(model: type[M], value: M | Mapping[str, Any], what: str) -> M:
     try:
         return model.model_validate(value)
     except ValidationError as err:
-        raise validation_error_from_pydantic(err, what) from None
+        full = full_numbers() if full_numbers else False
+        raise validation_error_from_pydantic(err, what, full_numbers=full) from None
 
 
 def _parse(model: type[M], data: Any, info: RequestInfo) -> M:
     try:
-        return model.model_validate(data if data is not None else {})
+        return model.model_validate(data)
     except ValidationError as err:
         message = (
             f"Unexpected answer to {info.label} on {info.base_url}: {err.error_count()} field(s) unreadable"
@@ -322,9 +380,19 @@ class OmniHook(BaseHook):
       have gone out. Look its bulk id up in :meth:`get_logs` before sending again.
       ``POST /omni/1/scenarios`` is not retried after an ambiguous failure either;
     * 400, 401, 403 and 404 are never retried. With OAuth2, a 401 refreshes the token once.
+    * Redirects are never followed, on either path: a 3xx raises
+      :class:`~airflow_provider_omni.exceptions.OmniConfigurationError` naming the Host to set. A
+      2xx whose body is not what the endpoint returns (empty, not JSON, not an object, no
+      ``results`` list) is an :class:`~airflow_provider_omni.exceptions.OmniServerError`, retried
+      like a 5xx for GET; for a send it is an ``OmniSendUncertainError``, as is any 2xx that does
+      not list the bulk id and message ids sent.
 
-    Secrets (API key, password, client secret, access token) never appear in messages, logs or
-    ``repr``; phone numbers in log lines are shortened unless ``show_full_numbers`` is set.
+    Login and Password are stripped of surrounding whitespace when the connection is read; a line
+    break or control character inside raises ``OmniConfigurationError`` naming the field. Secrets
+    (API key, password, client secret, access token) never appear in messages, logs or ``repr``,
+    in any form (raw, escaped, JSON, URL-encoded, base64), and every form is registered with
+    Airflow's secret masker. Phone numbers in log lines and error messages are shortened unless
+    ``show_full_numbers`` is set.
 
     :param omni_conn_id: the Airflow connection id.
     :param connect_timeout: seconds to open a connection; overrides the connection extra.
@@ -365,6 +433,17 @@ class OmniHook(BaseHook):
     # -- connection ---------------------------------------------------------------------------
 
     def _settings_from(self, conn: Connection, extras: dict[str, Any]) -> ConnectionSettings:
+        """Build the settings and register every form of the secret with Airflow's secret masker."""
+        raw_forms = secret_forms(conn.password)  # masked even when the value is refused below
+        for form in raw_forms:
+            mask_secret(form)
+        settings = self._build_settings(conn, extras)
+        for form in settings.secrets():
+            if form not in raw_forms:
+                mask_secret(form)
+        return settings
+
+    def _build_settings(self, conn: Connection, extras: dict[str, Any]) -> ConnectionSettings:
         try:
             return ConnectionSettings.build(
                 conn_id=self.omni_conn_id,
@@ -404,6 +483,13 @@ class OmniHook(BaseHook):
         """Whether log lines may show full phone numbers (connection extra ``show_full_numbers``)."""
         return self.settings.show_full_numbers
 
+    def _full_numbers_or_not(self) -> bool:
+        """``show_full_numbers`` when the connection can be read; False (shortened) otherwise."""
+        try:
+            return self.show_full_numbers
+        except Exception:
+            return False
+
     @property
     def namespace(self) -> str:
         """The send namespace (connection extra ``namespace``): part of every bulk and message id."""
@@ -415,7 +501,7 @@ class OmniHook(BaseHook):
 
     def _secrets(self) -> list[str]:
         secrets = self._settings.secrets() if self._settings else []
-        return [*secrets, self._tokens.raw or ""]
+        return [*secrets, *secret_forms(self._tokens.raw)]
 
     def _info(
         self, method: str, path: str, *, idempotent: bool | None = None, bulk_id: str | None = None
@@ -429,7 +515,11 @@ class OmniHook(BaseHook):
             auth_type=settings.auth_type,
             idempotent=method in ("GET", "PUT") if idempotent is None else idempotent,
             bulk_id=bulk_id,
+            show_full_numbers=settings.show_full_numbers,
         )
+
+    def _attempts(self, info: RequestInfo) -> Attempts:
+        return Attempts(info, self._policy, self.log, self._redact)
 
     def _number(self, number: str | None) -> str:
         return shorten_phone_number(number, full=self.show_full_numbers)
@@ -469,7 +559,7 @@ class OmniHook(BaseHook):
 
     def _fetch_token(self) -> str:
         info = self._info("POST", TOKEN_PATH, idempotent=True)
-        attempts = Attempts(info, self._policy, self.log, self._redact)
+        attempts = self._attempts(info)
         while True:
             try:
                 response = self.session.post(
@@ -477,18 +567,25 @@ class OmniHook(BaseHook):
                     data=self.settings.token_form(),
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                     timeout=self._timeout,
+                    allow_redirects=False,
                 )
+            except _LOCAL_ERRORS as err:
+                attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
             except requests.RequestException as err:
                 _sleep(attempts.after_transport_error(err, sent=_reached_server(err)))
                 continue
-            if response.status_code < 400:
-                return self._store_token(response.content, info)
-            self._raise_if_token_refused(response.status_code, response.content, info)
-            content, retry_after = response.content, response.headers.get("Retry-After")
-            status = response.status_code
-            _sleep(attempts.after_status(status, content, retry_after))
+            self._raise_if_token_refused(response.status_code, info)
+            result = attempts.after_answer(
+                response.status_code, response.content, response.headers, _read_token
+            )
+            if isinstance(result, Retry):
+                _sleep(result.delay)
+                continue
+            return self._store_token(result)
 
-    def _raise_if_token_refused(self, status: int, content: bytes, info: RequestInfo) -> None:
+    def _raise_if_token_refused(self, status: int, info: RequestInfo) -> None:
+        """Raise :class:`OmniAuthError` for a 400, 401 or 403 of the token endpoint (its body, which
+        may echo the form with the client secret, is not quoted)."""
         if status in (400, 401, 403):
             raise OmniAuthError(
                 self._redact(
@@ -499,14 +596,21 @@ class OmniHook(BaseHook):
                 status_code=status,
             )
 
-    def _store_token(self, content: bytes, info: RequestInfo) -> str:
-        token = _parse(OAuthToken, _json(content, info), info)
-        mask_secret(token.access_token)
+    def _store_token(self, token: OAuthToken) -> str:
+        for form in secret_forms(token.access_token):
+            mask_secret(form)
         self.log.debug("Fetched an OAuth2 access token valid for %d s", token.expires_in)
         return self._tokens.store(token)
 
     def _redact(self, text: str) -> str:
+        """Remove every form of every secret from ``text``."""
         return redact(text, self._secrets())
+
+    def _scrub(self, text: str) -> str:
+        """Remove secrets, and shorten phone numbers unless the connection shows them in full."""
+        text = self._redact(text)
+        full = self._settings.show_full_numbers if self._settings else False
+        return text if full else shorten_numbers(text)
 
     def _request(
         self,
@@ -516,18 +620,30 @@ class OmniHook(BaseHook):
         params: dict[str, Any] | None = None,
         body: dict[str, Any] | None = None,
         idempotent: bool | None = None,
-        bulk_id: str | None = None,
-    ) -> Any:
-        """Send one API request with the retry rule of the class docstring; return the JSON body."""
-        info = self._info(method, path, idempotent=idempotent, bulk_id=bulk_id)
+        read: Callable[[bytes], dict[str, Any]] = json_object,
+    ) -> dict[str, Any]:
+        """Send one API request with the retry rule of the class docstring; return the JSON object.
+
+        :param read: reads a 2xx body; raises :class:`BadAnswer` for one the endpoint never returns
+            (retried like a 5xx when the request is idempotent).
+        """
+        info = self._info(method, path, idempotent=idempotent)
         data = None if body is None else json.dumps(body, allow_nan=False).encode()
-        return _json(self._request_content(info, params=params, data=data), info)
+        return self._request_content(info, params=params, data=data, read=read)
 
     def _request_content(
-        self, info: RequestInfo, *, params: dict[str, Any] | None = None, data: bytes | None = None
-    ) -> bytes:
-        """Send one request (``data``: a JSON body) with the retry rule; return the raw answer."""
-        attempts = Attempts(info, self._policy, self.log, self._redact)
+        self,
+        info: RequestInfo,
+        *,
+        params: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        read: Callable[[bytes], T],
+    ) -> T:
+        """Send one request (``data``: a JSON body) with the retry rule; return ``read`` of the answer.
+
+        Redirects are not followed: a 3xx raises :class:`OmniConfigurationError`.
+        """
+        attempts = self._attempts(info)
         refreshed = False
         while True:
             headers = {"Authorization": self._authorization()}
@@ -542,20 +658,24 @@ class OmniHook(BaseHook):
                     data=data,
                     headers=headers,
                     timeout=self._timeout,
+                    allow_redirects=False,
                 )
+            except _LOCAL_ERRORS as err:
+                attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
             except requests.RequestException as err:
                 _sleep(attempts.after_transport_error(err, sent=_reached_server(err)))
                 continue
             status = response.status_code
-            if status < 400:
-                return response.content
             if status == 401 and self.settings.auth_type == AUTH_OAUTH2 and not refreshed:
                 self.log.info("Infobip answered 401 to %s; refreshing the OAuth2 token once", info.label)
                 self._tokens.invalidate()
                 refreshed = True
                 continue
-            content, retry_after = response.content, response.headers.get("Retry-After")
-            _sleep(attempts.after_status(status, content, retry_after))
+            result = attempts.after_answer(status, response.content, response.headers, read)
+            if isinstance(result, Retry):
+                _sleep(result.delay)
+                continue
+            return result
 
     # -- async HTTP (for triggers: GET only) ----------------------------------------------------
 
@@ -565,6 +685,7 @@ class OmniHook(BaseHook):
             verify=settings.verify_ssl,
             headers={"User-Agent": _user_agent(), "Accept": "application/json"},
             transport=self._async_transport,
+            follow_redirects=False,
         )
 
     async def _aauthorization(self, client: httpx.AsyncClient) -> str:
@@ -576,44 +697,56 @@ class OmniHook(BaseHook):
 
     async def _afetch_token(self, client: httpx.AsyncClient) -> str:
         info = self._info("POST", TOKEN_PATH, idempotent=True)
-        attempts = Attempts(info, self._policy, self.log, self._redact)
+        attempts = self._attempts(info)
         while True:
             try:
                 response = await client.post(self.base_url + TOKEN_PATH, data=self.settings.token_form())
+            except _ALOCAL_ERRORS as err:
+                attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
             except httpx.HTTPError as err:
                 await _asleep(attempts.after_transport_error(err, sent=_areached_server(err)))
                 continue
-            if response.status_code < 400:
-                return self._store_token(response.content, info)
-            self._raise_if_token_refused(response.status_code, response.content, info)
-            content, retry_after = response.content, response.headers.get("Retry-After")
-            status = response.status_code
-            await _asleep(attempts.after_status(status, content, retry_after))
+            self._raise_if_token_refused(response.status_code, info)
+            result = attempts.after_answer(
+                response.status_code, response.content, response.headers, _read_token
+            )
+            if isinstance(result, Retry):
+                await _asleep(result.delay)
+                continue
+            return self._store_token(result)
 
-    async def _arequest(self, path: str, params: dict[str, Any]) -> Any:
-        """Async GET with the same auth, retry rule and error mapping as :meth:`_request`."""
+    async def _arequest(
+        self,
+        path: str,
+        params: dict[str, Any],
+        read: Callable[[bytes], dict[str, Any]] = json_object,
+    ) -> dict[str, Any]:
+        """Async GET with the same auth, retry rule, redirect rule and error mapping as
+        :meth:`_request_content`."""
         await self._asettings()
         info = self._info("GET", path)
-        attempts = Attempts(info, self._policy, self.log, self._redact)
+        attempts = self._attempts(info)
         refreshed = False
         async with self._async_client(self.settings) as client:
             while True:
                 headers = {"Authorization": await self._aauthorization(client)}
                 try:
                     response = await client.get(self.base_url + path, params=params, headers=headers)
+                except _ALOCAL_ERRORS as err:
+                    attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
                 except httpx.HTTPError as err:
-                    delay = attempts.after_transport_error(err, sent=_areached_server(err))
-                    await _asleep(delay)
+                    await _asleep(attempts.after_transport_error(err, sent=_areached_server(err)))
                     continue
                 status = response.status_code
-                if status < 400:
-                    return _json(response.content, info)
                 if status == 401 and self.settings.auth_type == AUTH_OAUTH2 and not refreshed:
                     self._tokens.invalidate()
                     refreshed = True
                     continue
-                content, retry_after = response.content, response.headers.get("Retry-After")
-                await _asleep(attempts.after_status(status, content, retry_after))
+                result = attempts.after_answer(status, response.content, response.headers, read)
+                if isinstance(result, Retry):
+                    await _asleep(result.delay)
+                    continue
+                return result
 
     # -- scenarios ----------------------------------------------------------------------------
 
@@ -742,10 +875,14 @@ class OmniHook(BaseHook):
         :meth:`get_logs` by that bulk id before sending again. A connection that could not be
         opened, or a 429, are retried: nothing was processed.
 
+        A 2xx answer is an acceptance only when it lists one message per destination, with the bulk
+        id and the message ids sent (when the request has them); any other answer (empty, not JSON,
+        an error body, other ids) raises :class:`OmniSendUncertainError` too.
+
         :param request: the message, as a model or as a dict in Infobip's (or Python) field names.
         :return: Infobip's acceptance (not the delivery outcome).
         """
-        message = _validated(OmniAdvancedRequest, request, "The OMNI message")
+        message = _validated(OmniAdvancedRequest, request, "The OMNI message", self._full_numbers_or_not)
         numbers = [d.to.phone_number for d in message.destinations if d.to.phone_number]
         self.log.info(
             "Sending OMNI message: scenario %s, bulkId %s, %d destination(s): %s%s",
@@ -755,12 +892,20 @@ class OmniHook(BaseHook):
             ", ".join(self._number(n) for n in numbers[:_LOGGED_NUMBERS]),
             ", ..." if len(numbers) > _LOGGED_NUMBERS else "",
         )
-        data = self._request(
-            "POST", SEND_PATH, body=to_payload(message), idempotent=False, bulk_id=message.bulk_id
+        info = self._info("POST", SEND_PATH, idempotent=False, bulk_id=message.bulk_id)
+        body = json.dumps(to_payload(message), allow_nan=False).encode()
+        content = self._request_content(info, data=body, read=raw_body)
+        response = self._read_send_answer(content, info)
+        problem = send_answer_mismatch(
+            sent_bulk_id=message.bulk_id,
+            sent_size=len(message.destinations),
+            sent_message_ids=[d.message_id or "" for d in message.destinations],
+            bulk_id=response.bulk_id,
+            count=len(response.messages),
+            message_ids=[m.message_id for m in response.messages if m.message_id],
         )
-        response = _parse(
-            OmniResponse, data, self._info("POST", SEND_PATH, idempotent=False, bulk_id=message.bulk_id)
-        )
+        if problem:
+            raise self._unmatched_answer(info, problem)
         rejected = [m for m in response.messages if is_refused_at_send(m.status)]
         self.log.info(
             "Infobip accepted %d of %d destination(s) (bulkId %s)%s",
@@ -777,6 +922,25 @@ class OmniHook(BaseHook):
         )
         return response
 
+    def _read_send_answer(self, content: bytes, info: RequestInfo) -> OmniResponse:
+        """Read the 2xx answer to :meth:`send_advanced`; raise OmniSendUncertainError when it cannot."""
+        try:
+            data = json_object(content)
+        except BadAnswer as bad:
+            raise self._unmatched_answer(info, f"it is {bad}") from None
+        return _parse(OmniResponse, data, info)
+
+    def _unmatched_answer(self, info: RequestInfo, problem: str) -> OmniSendUncertainError:
+        """The error for a 2xx send answer that is not an acceptance of what was sent."""
+        return OmniSendUncertainError(
+            self._scrub(
+                f"Infobip answered {info.label} on {info.base_url} with HTTP 2xx, but the answer does not "
+                f"match the request: {problem}. The message MAY have been sent; it was not retried, to "
+                f"avoid a duplicate. Check GET /omni/1/logs by bulkId {info.bulk_id!r} before sending again."
+            ),
+            bulk_id=info.bulk_id,
+        )
+
     def send_advanced_bulk(self, bulk: AdvancedBulk) -> BulkAcceptance:
         """Send one bulk of a large send, with no model object per destination either way.
 
@@ -784,22 +948,19 @@ class OmniHook(BaseHook):
         ambiguous failure: :class:`OmniSendUncertainError` with ``bulk_id``), for callers that
         validated the whole send beforehand: ``bulk`` is built from validated parts by
         :meth:`AdvancedBulk.build <airflow_provider_omni.models.AdvancedBulk.build>`. The answer
-        is parsed in one pass into a compact :class:`~airflow_provider_omni.models.BulkAcceptance`.
+        is parsed in one pass into a compact :class:`~airflow_provider_omni.models.BulkAcceptance`,
+        and must match the bulk: its bulk id, one message per destination and the bulk's message
+        ids; anything else raises :class:`OmniSendUncertainError` saying what did not match.
 
         :param bulk: the bulk to send.
         :return: how many messages the answer lists, and the destinations refused at send.
         """
         info = self._info("POST", SEND_PATH, idempotent=False, bulk_id=bulk.bulk_id)
-        content = self._request_content(info, data=bulk.body)
-        try:
-            acceptance = BulkAcceptance.from_json(content)
-        except ValidationError as err:
-            raise OmniSendUncertainError(
-                f"Infobip accepted {info.label} (HTTP 2xx) but its answer could not be read "
-                f"({err.error_count()} error(s)); the message was probably sent: check GET "
-                "/omni/1/logs by bulkId before sending again.",
-                bulk_id=bulk.bulk_id,
-            ) from None
+        content = self._request_content(info, data=bulk.body, read=raw_body)
+        acceptance = self._read_acceptance(content, info)
+        problem = acceptance.mismatch(bulk)
+        if problem:
+            raise self._unmatched_answer(info, problem)
         self.log.debug(
             "Bulk %s: %d destination(s) sent, %d refused",
             bulk.bulk_id,
@@ -807,6 +968,19 @@ class OmniHook(BaseHook):
             len(acceptance.refused),
         )
         return acceptance
+
+    def _read_acceptance(self, content: bytes, info: RequestInfo) -> BulkAcceptance:
+        """Parse a bulk's 2xx answer; raise OmniSendUncertainError (saying why) when it cannot."""
+        try:
+            return BulkAcceptance.from_json(content)
+        except ValidationError as err:
+            try:
+                json_object(content)
+            except BadAnswer as bad:
+                reason = f"it is {bad}"
+            else:
+                reason = f"{err.error_count()} field(s) of it are unreadable"
+        raise self._unmatched_answer(info, reason)
 
     # -- reports and logs ---------------------------------------------------------------------
 
@@ -825,7 +999,7 @@ class OmniHook(BaseHook):
         :param channel: only reports of this channel.
         """
         params = reports_params(bulk_id, message_id, limit, channel)
-        data = self._request("GET", REPORTS_PATH, params=params)
+        data = self._request("GET", REPORTS_PATH, params=params, read=results_object)
         reports = _parse(DeliveryReports, data, self._info("GET", REPORTS_PATH)).results
         self.log.debug(
             "Pulled %d delivery report(s) (bulkId %s, messageId %s)", len(reports), bulk_id, message_id
@@ -875,7 +1049,7 @@ class OmniHook(BaseHook):
             mcc=mcc,
             mnc=mnc,
         )
-        data = self._request("GET", LOGS_PATH, params=params)
+        data = self._request("GET", LOGS_PATH, params=params, read=results_object)
         return _parse(OmniLogsResponse, data, self._info("GET", LOGS_PATH)).results
 
     async def aget_reports(
@@ -887,7 +1061,7 @@ class OmniHook(BaseHook):
     ) -> list[DeliveryReport]:
         """Async :meth:`get_reports` (httpx), for triggers."""
         params = reports_params(bulk_id, message_id, limit, channel)
-        data = await self._arequest(REPORTS_PATH, params)
+        data = await self._arequest(REPORTS_PATH, params, results_object)
         return _parse(DeliveryReports, data, self._info("GET", REPORTS_PATH)).results
 
     async def aget_logs(
@@ -919,7 +1093,7 @@ class OmniHook(BaseHook):
             mcc=mcc,
             mnc=mnc,
         )
-        data = await self._arequest(LOGS_PATH, params)
+        data = await self._arequest(LOGS_PATH, params, results_object)
         return _parse(OmniLogsResponse, data, self._info("GET", LOGS_PATH)).results
 
     # -- connection test and UI form ----------------------------------------------------------
@@ -931,9 +1105,9 @@ class OmniHook(BaseHook):
             self.__dict__.pop("session", None)
             scenarios = self.list_scenarios(limit=1)
         except OmniError as err:
-            return False, self._redact(str(err))
+            return False, self._scrub(str(err))
         except Exception as err:
-            return False, self._redact(f"{type(err).__name__}: {err}")
+            return False, self._scrub(f"{type(err).__name__}: {err}")
         return True, f"Connected to {self.base_url}: {len(scenarios)} scenario(s) visible"
 
     @classmethod
@@ -982,19 +1156,19 @@ def _flow_text(flow: Sequence[Step]) -> str:
     return " -> ".join(f"{s.channel.value}({s.sender or '-'})" for s in flow)
 
 
-def _json(content: bytes, info: RequestInfo) -> Any:
-    if not content:
-        return None
+def _read_token(content: bytes) -> OAuthToken:
+    """Read the token endpoint's 2xx answer; :class:`BadAnswer` when it holds no usable token.
+
+    The reasons never quote the body: a gateway may echo the form, client secret included.
+    """
+    data = json_object(content)
     try:
-        return json.loads(content)
-    except ValueError:
-        if info.is_send:
-            raise OmniSendUncertainError(
-                f"Infobip accepted {info.label} (HTTP 2xx) but the answer is not JSON; the message was "
-                "probably sent: check GET /omni/1/logs by bulkId before sending again.",
-                bulk_id=info.bulk_id,
-            ) from None
-        raise OmniServerError(f"Infobip's answer to {info.label} on {info.base_url} is not JSON") from None
+        token = OAuthToken.model_validate(data)
+    except ValidationError:
+        raise BadAnswer("an object without a usable access_token") from None
+    if not token.access_token or any(unicodedata.category(c)[0] in "CZ" for c in token.access_token):
+        raise BadAnswer("an access token that cannot be sent in a header (empty, space or control character)")
+    return token
 
 
 async def _get_async_connection(conn_id: str) -> Connection:
