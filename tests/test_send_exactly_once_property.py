@@ -1,0 +1,274 @@
+"""A stateful property test of sending (hypothesis ``RuleBasedStateMachine``) against the OMNI sandbox.
+
+Random destination sets and orders, random bulk sizes, faults at random positions (refused before
+processing, processed then 5xx, dropped connections before and after processing, read timeouts,
+answers that do not match the request, the worker dying before or after a POST), lagging logs,
+retries with fresh operator instances with or without a task state store, clears and re-runs.
+
+Invariant, checked after every step from the sandbox's own logs: within each run, every destination
+was accepted at most once; every run whose task succeeded reached every destination of its last list
+exactly once; and its XCom agrees with what the sandbox received.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from airflow_provider_omni.exceptions import OmniSendUncertainError
+from airflow_provider_omni.hooks.omni import OmniHook
+from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+POOL = [f"4179{i:07d}" for i in range(40)]
+HORIZON = 1.0
+READ_TIMEOUT = 0.5
+
+FAULTS: dict[str, dict[str, Any] | None] = {
+    "none": None,
+    "refused_before_processing": {"status": 503},
+    "processed_then_500": {"status": 500, "process": True},
+    "dropped": {"drop": True},
+    "processed_then_dropped": {"drop": True, "process": True},
+    "read_timeout_after_processing": {"process": True, "latency": READ_TIMEOUT + 0.4},
+    "answer_does_not_match": {"answer": "empty", "process": True},
+    "crash_before_post": None,
+    "crash_after_post": None,
+}
+
+
+class FakeStore:
+    """The ``get``/``set`` of Airflow 3.3's task state store."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        self.data[key] = value
+
+
+class FakeTI:
+    def __init__(self, run_id: str, try_number: int) -> None:
+        self.dag_id, self.task_id, self.run_id = "prop_dag", "send", run_id
+        self.map_index, self.try_number = -1, try_number
+
+
+class WorkerDied(BaseException):
+    """The worker process died: nothing in the operator catches it."""
+
+
+@dataclass
+class Run:
+    run_id: str
+    store: FakeStore | None
+    destinations: list[str]
+    batch_size: int
+    tries: int = 0
+    given: set[str] = field(default_factory=set)
+    result: dict[str, Any] | None = None
+
+
+class SendingMachine(RuleBasedStateMachine):
+    """Runs of one send task against the sandbox, with faults, retries, clears and changed lists."""
+
+    sandbox: Any = None
+    scenario_key: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sandbox.admin.clear_faults()
+        self.sandbox.admin.configure(logs_lag=0)
+        self.runs: list[Run] = []
+        self.hook = OmniHook("omni_default")
+
+    # -- rules ----------------------------------------------------------------------------------------
+
+    @initialize(lag=st.sampled_from([0.0, 0.6]))
+    def logs_lag(self, lag: float) -> None:
+        """Infobip's logs may lag behind a send (always less than the horizon here)."""
+        self.sandbox.admin.configure(logs_lag=lag)
+
+    @precondition(lambda self: len(self.runs) < 3)
+    @rule(
+        people=st.lists(st.sampled_from(POOL), min_size=1, max_size=25, unique=True),
+        batch_size=st.integers(min_value=2, max_value=9),
+        with_store=st.booleans(),
+    )
+    def start_run(self, people: list[str], batch_size: int, with_store: bool) -> None:
+        run = Run(f"run_{len(self.runs)}", FakeStore() if with_store else None, people, batch_size)
+        self.runs.append(run)
+        self._attempt(run, "none", 0)
+
+    @precondition(lambda self: bool(self.runs))
+    @rule(
+        data=st.data(),
+        fault=st.sampled_from(sorted(FAULTS)),
+        position=st.integers(min_value=1, max_value=4),
+        change=st.sampled_from(["same", "reordered", "added", "removed"]),
+    )
+    def retry_or_rerun(self, data: Any, fault: str, position: int, change: str) -> None:
+        """Another try of a run (a retry, or a clear and re-run of a finished one)."""
+        run = data.draw(st.sampled_from(self.runs))
+        if change == "reordered":
+            run.destinations = list(reversed(run.destinations))
+        elif change == "added":
+            extra = [n for n in POOL if n not in run.destinations][:3]
+            run.destinations = run.destinations + extra
+        elif change == "removed" and len(run.destinations) > 3:
+            run.destinations = run.destinations[2:]
+        self._attempt(run, fault, position)
+
+    @rule()
+    def time_passes(self) -> None:
+        """Wait past the horizon: requests in doubt can then be settled by the next try."""
+        time.sleep(HORIZON + 0.05)
+
+    # -- invariants -----------------------------------------------------------------------------------
+
+    @invariant()
+    def each_destination_accepted_at_most_once_and_xcom_is_true(self) -> None:
+        if not self.runs:
+            return
+        truth = self._accepted_per_run()
+        for run in self.runs:
+            counts = truth.get(self._send_key(run), {})
+            twice = {n: c for n, c in counts.items() if c > 1}
+            assert not twice, f"{run.run_id}: sent more than once: {twice}"
+            assert set(counts) <= run.given, f"{run.run_id}: sent to someone never given"
+            if run.result is None:
+                continue
+            assert set(run.destinations) <= set(counts), f"{run.run_id}: succeeded but skipped someone"
+            result = run.result
+            assert result["total"] == len(run.destinations)
+            assert result["accepted"] + result["rejected"] == result["total"]
+            assert sum(b["accepted"] + b["rejected"] for b in result["bulks"]) == len(counts)
+            assert result["removed"] == len(set(counts) - set(run.destinations))
+
+    def teardown(self) -> None:
+        """Let time pass, then every unfinished run must finish on one more try, exactly once."""
+        self.sandbox.admin.clear_faults()
+        self.sandbox.admin.configure(logs_lag=0)
+        time.sleep(HORIZON + 0.05)
+        for run in self.runs:
+            if run.result is None:
+                self._attempt(run, "none", 0)
+                assert run.result is not None, f"{run.run_id}: did not finish without faults"
+        self.each_destination_accepted_at_most_once_and_xcom_is_true()
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _attempt(self, run: Run, fault: str, position: int) -> None:
+        run.tries += 1
+        run.given |= set(run.destinations)
+        op = OmniSendAdvancedMessageOperator(
+            task_id="send",
+            scenario_key=self.scenario_key,
+            destinations=list(run.destinations),
+            sms="Hi",
+            batch_size=run.batch_size,
+            uncertain_horizon=HORIZON,
+        )
+        op.confirm_delays = (0.0, 0.05)
+        self._inject(op, fault, position)
+        context: dict[str, Any] = {"ti": FakeTI(run.run_id, run.tries), "run_id": run.run_id}
+        if run.store is not None:
+            context["task_state_store"] = run.store
+        try:
+            result = op.execute(context)
+        except (OmniSendUncertainError, WorkerDied):
+            return
+        finally:
+            self.sandbox.admin.clear_faults()
+        run.result = result
+
+    def _inject(self, op: OmniSendAdvancedMessageOperator, fault: str, position: int) -> None:
+        if fault == "none":
+            return
+        real = op.hook.send_advanced_bulk
+        admin = self.sandbox.admin
+        calls = {"n": 0}
+
+        def send_advanced_bulk(bulk: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] != position:
+                return real(bulk)
+            if fault == "crash_before_post":
+                raise WorkerDied
+            if fault == "crash_after_post":
+                real(bulk)
+                raise WorkerDied
+            admin.add_fault(endpoint="advanced", times=1, **(FAULTS[fault] or {}))
+            return real(bulk)
+
+        op.hook.send_advanced_bulk = send_advanced_bulk  # type: ignore[method-assign]
+
+    def _send_key(self, run: Run) -> str:
+        from airflow_provider_omni.operators import _ids
+
+        return _ids.send_key(
+            namespace=self.hook.namespace, dag_id="prop_dag", task_id="send", run_id=run.run_id, map_index=-1
+        )
+
+    def _accepted_per_run(self) -> dict[str, dict[str, int]]:
+        """Send key -> destination -> times the sandbox accepted it (from its logs, lag switched off)."""
+        lag = self.sandbox.admin.config().get("logs_lag", 0)
+        self.sandbox.admin.configure(logs_lag=0)
+        try:
+            rows = self.hook.get_logs(limit=1000)
+        finally:
+            self.sandbox.admin.configure(logs_lag=lag)
+        truth: dict[str, dict[str, int]] = {}
+        for row in rows:
+            key = (row.message_id or "").split("-", 1)[0]
+            per_run = truth.setdefault(key, {})
+            per_run[row.to or ""] = per_run.get(row.to or "", 0) + 1
+        return truth
+
+
+@pytest.mark.timeout(600)
+def test_sending_is_exactly_once_under_faults_retries_and_changed_lists(
+    omni_sandbox: Any, omni_connection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OMNI_DEFAULT",
+        omni_sandbox.airflow_connection_json(read_timeout=READ_TIMEOUT, max_retries=0),
+    )
+    omni_sandbox.admin.configure(rate_limits_enabled=False)
+    flow = [{"channel": "VIBER", "from": "Brand"}, {"channel": "SMS", "from": "Brand"}]
+
+    class Machine(SendingMachine):
+        sandbox = omni_sandbox
+
+        def __init__(self) -> None:
+            omni_sandbox.admin.reset(keep_config=True)  # each example starts from an empty account
+            type(self).scenario_key = OmniHook("omni_default").create_scenario("prop", flow).key
+            super().__init__()
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        ),
+    )
