@@ -799,6 +799,206 @@ def test_unknown_paths_answer_in_infobips_shape(omni: Omni) -> None:
     assert response.status_code == 404 and error_of(response.json())["messageId"] == "NOT_FOUND"
 
 
+# -- non-finite numbers ----------------------------------------------------------------------------
+
+#: Non-finite values as JSON numbers (``NaN``, ``Infinity``, ``1e999``) and as text.
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", '"nan"', '"inf"', '"-inf"']
+
+
+def admin_raw(omni_sandbox: Any, method: str, path: str, raw: str) -> requests.Response:
+    """Send a raw JSON text to the admin API (the admin client cannot send NaN)."""
+    return requests.request(
+        method,
+        f"{omni_sandbox.url}/_sandbox/{path}",
+        data=raw.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def assert_refused_naming(response: requests.Response, field: str) -> None:
+    assert response.status_code == 400, response.text
+    details = error_of(response.json())
+    assert details["messageId"] == "BAD_REQUEST"
+    assert field in details["validationErrors"], details
+    assert field in details["text"]
+
+
+def assert_still_sends(omni: Omni, omni_sandbox: Any) -> None:
+    """The sandbox still accepts a send, reports and logs it."""
+    omni.send(omni.scenario(), ["41793026720"], bulkId="after")
+    finish(omni_sandbox)
+    assert [r["bulkId"] for r in omni.reports()] == ["after"]
+    assert [r["bulkId"] for r in omni.logs()["results"]] == ["after"]
+
+
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("field", ["seconds", "minutes", "hours"])
+def test_a_non_finite_clock_advance_is_refused_and_moves_nothing(
+    omni: Omni, omni_sandbox: Any, field: str, value: str
+) -> None:
+    omni_sandbox.admin.configure(time_scale=0)
+    before = omni_sandbox.admin.clock()
+    assert_refused_naming(admin_raw(omni_sandbox, "POST", "clock/advance", f'{{"{field}": {value}}}'), field)
+    assert omni_sandbox.admin.clock() == before
+    assert_still_sends(omni, omni_sandbox)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"hours": 1, "seconds": NaN}', "seconds"),
+        ('{"hours": 1e300}', "hours"),
+        ('{"seconds": true}', "seconds"),
+        ('{"days": 1}', "days"),
+    ],
+    ids=["valid-part-with-nan", "past-year-9999", "boolean", "unknown-unit"],
+)
+def test_a_bad_clock_advance_changes_nothing(omni: Omni, omni_sandbox: Any, body: str, field: str) -> None:
+    omni_sandbox.admin.configure(time_scale=0)
+    before = omni_sandbox.admin.clock()
+    assert_refused_naming(admin_raw(omni_sandbox, "POST", "clock/advance", body), field)
+    assert omni_sandbox.admin.clock() == before
+    assert_still_sends(omni, omni_sandbox)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"time_scale": NaN}', "time_scale"),
+        ('{"time_scale": "inf"}', "time_scale"),
+        ('{"token_ttl": Infinity}', "token_ttl"),
+        ('{"log_retention_hours": "nan"}', "log_retention_hours"),
+        ('{"logs_lag": "inf"}', "logs_lag"),
+        ('{"seed": 1e999}', "seed"),
+        ('{"max_logs": NaN}', "max_logs"),
+        ('{"delivery_delay": [1, Infinity]}', "delivery_delay[1]"),
+        ('{"delivery_delay": "nan"}', "delivery_delay"),
+        ('{"prices": {"SMS": -Infinity}}', "prices.SMS"),
+        ('{"default_validity": {"VIBER": NaN}}', "default_validity.VIBER"),
+        ('{"rate_limits": {"logs": [NaN, 60]}}', "rate_limits.logs[0]"),
+        ('{"rate_limits": {"logs": [10, "inf"]}}', "rate_limits.logs[1]"),
+        ('{"rate_limit_window_scale": "nan"}', "rate_limit_window_scale"),
+        ('{"report_style": "per_step", "time_scale": 1, "prices": {"SMS": NaN}}', "prices.SMS"),
+        (
+            '{"time_scale": 1, "faults": [{"endpoint": "logs", "status": 500},'
+            ' {"endpoint": "logs", "latency": NaN}]}',
+            "latency",
+        ),
+    ],
+)
+def test_a_non_finite_setting_is_refused_naming_it_and_changes_nothing(
+    omni: Omni, omni_sandbox: Any, body: str, field: str
+) -> None:
+    before = omni_sandbox.admin.config()
+    assert_refused_naming(admin_raw(omni_sandbox, "POST", "config", body), field)
+    assert omni_sandbox.admin.config() == before
+    assert omni_sandbox.admin.faults() == []
+    assert_still_sends(omni, omni_sandbox)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"endpoint": "reports", "latency": NaN}', "latency"),
+        ('{"endpoint": "reports", "latency": "inf"}', "latency"),
+        ('{"endpoint": "reports", "status": 500, "rate": "nan"}', "rate"),
+        ('{"endpoint": "reports", "status": 429, "retry_after": Infinity}', "retry_after"),
+        ('{"endpoint": "reports", "status": 500, "times": 1e999}', "times"),
+        ('{"endpoint": "reports", "status": NaN}', "status"),
+    ],
+    ids=["latency-nan", "latency-inf", "rate-nan", "retry-after-inf", "times-1e999", "status-nan"],
+)
+def test_a_non_finite_fault_option_is_refused_naming_it(
+    omni: Omni, omni_sandbox: Any, body: str, field: str
+) -> None:
+    assert_refused_naming(admin_raw(omni_sandbox, "POST", "faults", body), field)
+    assert omni_sandbox.admin.faults() == []
+    assert_still_sends(omni, omni_sandbox)
+
+
+@pytest.mark.parametrize("keep_config", [False, True])
+def test_reset_recovers_a_broken_clock(omni: Omni, omni_sandbox: Any, keep_config: bool) -> None:
+    omni_sandbox.state.clock.advance(float("nan"))  # as if a bad value had got through
+    assert requests.get(f"{omni_sandbox.url}/_sandbox/clock", timeout=10).status_code != 200
+    omni_sandbox.admin.reset(keep_config=keep_config)
+    assert abs(omni_sandbox.admin.clock()["epoch"] - time.time()) < 3600
+    assert_still_sends(omni, omni_sandbox)
+
+
+# -- deeply nested JSON ----------------------------------------------------------------------------
+
+DEEP_ARRAYS = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECTS = '{"a":' * 100_000 + "1" + "}" * 100_000
+DEEP_INSIDE = '{"destinations": ' + "[" * 500 + "]" * 500 + ', "sms": {"text": "x"}}'
+DEEP_BODIES = {"arrays": DEEP_ARRAYS, "objects": DEEP_OBJECTS, "inside-a-body": DEEP_INSIDE}
+
+
+@pytest.mark.parametrize("body", list(DEEP_BODIES.values()), ids=list(DEEP_BODIES))
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/omni/1/advanced"), ("POST", "/omni/1/scenarios"), ("PUT", "/omni/1/scenarios/{key}")],
+    ids=["advanced", "create-scenario", "update-scenario"],
+)
+def test_deeply_nested_json_to_omni_gets_infobips_400(
+    omni: Omni, key: str, method: str, path: str, body: str
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    answer = omni.call(method, path.format(key=key), 400, data=body.encode(), headers=headers)
+    assert error_of(answer)["messageId"] == "BAD_REQUEST"
+    assert omni.call("GET", f"/omni/1/scenarios/{key}")["key"] == key  # the server is fine
+
+
+@pytest.mark.parametrize("body", [DEEP_ARRAYS, DEEP_OBJECTS], ids=["arrays", "objects"])
+@pytest.mark.parametrize("path", ["config", "faults", "personas", "clock/advance", "reset"])
+def test_deeply_nested_json_to_the_admin_api_gets_a_400(omni_sandbox: Any, path: str, body: str) -> None:
+    answer = admin_raw(omni_sandbox, "POST", path, body)
+    assert answer.status_code == 400, answer.text[:200]
+    assert error_of(answer.json())["messageId"] == "BAD_REQUEST"
+    assert omni_sandbox.admin.health()["status"] == "ok"
+
+
+# -- logs lag --------------------------------------------------------------------------------------
+
+
+def test_logs_lag_shows_a_message_in_the_logs_only_that_many_real_seconds_later(
+    omni: Omni, omni_sandbox: Any, key: str
+) -> None:
+    config = omni_sandbox.admin.configure(logs_lag=1.0, time_scale=0, rate_limits=False)
+    assert config["logs_lag"] == 1.0
+    before_send = time.monotonic()
+    sent = omni.send(key, ["41793026720"], bulkId="lagged")
+    accepted = time.monotonic()
+    finish(omni_sandbox)  # hours of simulated time: the lag is in real time
+    assert omni.logs()["results"] == []
+    assert omni.logs(bulkId="lagged")["results"] == []
+    assert [r["bulkId"] for r in omni.reports()] == ["lagged"]  # reports are not delayed
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < accepted + 5:
+        time.sleep(0.05)
+        rows = omni.logs(bulkId="lagged")["results"]
+        seen = time.monotonic()
+    assert [row["messageId"] for row in rows] == [sent["messages"][0]["messageId"]]
+    assert 1.0 <= seen - before_send < 3.0
+
+
+def test_logs_lag_is_a_start_up_option(tmp_path: Any) -> None:
+    from airflow_provider_omni.sandbox import OmniSandbox
+
+    with OmniSandbox(logs_lag=0.5) as sandbox:
+        assert sandbox.admin.config()["logs_lag"] == 0.5
+        sandbox.admin.reset()
+        assert sandbox.admin.config()["logs_lag"] == 0.5  # a reset returns to the start-up value
+    path = tmp_path / "sandbox.yaml"
+    path.write_text("logs_lag: 12\n")
+    with OmniSandbox(config=path) as sandbox:
+        assert sandbox.admin.config()["logs_lag"] == 12.0
+    with pytest.raises(ValueError, match="logs_lag"):
+        OmniSandbox(logs_lag=float("inf"))
+    with pytest.raises(ValueError, match="logs_lag"):
+        OmniSandbox(logs_lag=-1)
+
+
 # -- the pytest plugin -----------------------------------------------------------------------------
 
 

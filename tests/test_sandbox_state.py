@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from airflow_provider_omni.sandbox.state import (
     SandboxConfig,
     SandboxError,
     SandboxState,
+    SettingError,
     format_time,
     parse_fault_spec,
     sms_segments,
@@ -114,6 +117,14 @@ def test_an_email_only_destination_on_a_viber_sms_flow_is_rejected(state: Sandbo
         {"rate_limits": "sometimes"},
         {"colour": "red"},
         {"delivery_delay": [5, 1]},
+        {"time_scale": math.nan},
+        {"time_scale": math.inf},
+        {"logs_lag": -1},
+        {"seed": math.inf},
+        {"prices": {"SMS": math.nan}},
+        {"rate_limits": {"logs": [math.inf, 60]}},
+        {"reject_duplicate_message_ids": "maybe"},
+        {"time_scale": 1, "faults": [{"endpoint": "logs", "status": 500}, {"endpoint": "logs", "rate": 2}]},
     ],
 )
 def test_bad_settings_are_refused_and_leave_the_config_alone(state: SandboxState, settings: dict) -> None:
@@ -121,6 +132,8 @@ def test_bad_settings_are_refused_and_leave_the_config_alone(state: SandboxState
     with pytest.raises((ValueError, TypeError)):
         state.configure(settings)
     assert state.config.public() == before
+    assert state.faults() == []
+    assert state.clock.scale == 0
 
 
 def test_custom_persona_definitions(state: SandboxState) -> None:
@@ -159,3 +172,97 @@ def test_errors_carry_infobips_envelope(state: SandboxState) -> None:
         state.get_scenario("0" * 32)
     assert err.value.status == 404
     assert err.value.body()["requestError"]["serviceException"]["messageId"] == "NOT_FOUND"
+
+
+# -- non-finite numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"time_scale": math.nan}, "time_scale"),
+        ({"token_ttl": math.inf}, "token_ttl"),
+        ({"logs_lag": -math.inf}, "logs_lag"),
+        ({"prices": {"VIBER": math.nan}}, "prices.VIBER"),
+        ({"delivery_delay": (0.0, math.inf)}, "delivery_delay[1]"),
+    ],
+)
+def test_a_config_built_directly_refuses_non_finite_numbers(values: dict[str, Any], field: str) -> None:
+    with pytest.raises(SettingError, match=re.escape(field)) as err:
+        SandboxConfig(**values)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize("seconds", [math.nan, math.inf, -math.inf, "nan", "inf", -1, 1e300])
+def test_advancing_the_clock_by_a_bad_amount_changes_nothing(state: SandboxState, seconds: Any) -> None:
+    before = state.clock.now()
+    with pytest.raises(SettingError, match="seconds"):
+        state.advance(seconds)
+    assert state.clock.now() == before
+    send(state, ["41793026720"])
+    state.advance(3600)
+    assert len(state.take_reports()["results"]) == 1
+
+
+def test_a_reset_restarts_a_clock_that_shows_no_date(state: SandboxState) -> None:
+    state.clock.advance(math.nan)
+    state.reset()
+    assert math.isfinite(state.clock.now())
+    state.create_scenario({"flow": FLOW})
+    send(state, ["41793026720"])
+    state.advance(3600)
+    assert len(state.take_reports()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("endpoint=reports,latency=nan", "latency"),
+        ("endpoint=reports,status=500,rate=inf", "rate"),
+        ("endpoint=reports,status=429,retry_after=-inf", "retry_after"),
+        ("endpoint=reports,status=5e2x", "status"),
+    ],
+)
+def test_fault_specs_with_non_finite_numbers_are_refused(spec: str, field: str) -> None:
+    with pytest.raises(SettingError, match=field) as err:
+        parse_fault_spec(spec)
+    assert err.value.field == field
+
+
+def test_an_answer_fault_spec() -> None:
+    assert parse_fault_spec("endpoint=advanced,answer=no_messages,process=true,times=1") == {
+        "endpoint": "advanced",
+        "answer": "no_messages",
+        "process": True,
+        "times": 1,
+    }
+
+
+# -- answers computed without accepting ------------------------------------------------------------
+
+
+def test_a_send_that_is_not_accepted_records_nothing(state: SandboxState) -> None:
+    before = state.stats()
+    answer = send(state, ["41793026720", "41793026726"], bulkId="dry")
+    dry = SandboxState(SandboxConfig(time_scale=0))
+    dry.create_scenario({"name": "default", "flow": FLOW})
+    dry_answer = dry.send_advanced(
+        {
+            "bulkId": "dry",
+            "destinations": [{"to": {"phoneNumber": n}} for n in ["41793026720", "41793026726"]],
+            "viber": {"text": "v"},
+            "sms": {"text": "s"},
+        },
+        accept=False,
+    )
+    assert dry_answer == answer  # the same answer, ids included (same seed)
+    stats = dry.stats()
+    assert (stats["destinations"], stats["bulks"], stats["messages_logged"], stats["advanced_requests"]) == (
+        0,
+        {},
+        0,
+        0,
+    )
+    dry.advance(3600)
+    assert dry.take_reports()["results"] == [] and dry.logs()["results"] == []
+    assert before["destinations"] == 0

@@ -46,9 +46,44 @@ re-readable for ``log_retention_hours`` (48 simulated hours).  Report styles, co
 ``fallback_new_message_id`` (reports of fallback steps carry a new messageId, same bulkId and
 ``to``), ``intermediate`` (PENDING_ENROUTE / DELIVERED_TO_OPERATOR reports first).
 
-Faults (``sb.admin.add_fault`` / ``--fault``): 4xx/5xx answers (429 with ``Retry-After``),
-latency, dropped connections, by endpoint, for the next N calls or at a seeded rate, and
-"process then fail" (the send IS accepted, the answer fails), the ambiguous failure of a send.
+Logs lag: Infobip's logs are not guaranteed to be immediate.  With ``logs_lag`` (REAL seconds,
+default 0; ``OmniSandbox(logs_lag=12)``, ``--logs-lag 12``, config file, ``POST /_sandbox/config
+{"logs_lag": 12}``) a message shows in the logs only that long after the request that accepted it,
+whatever the time scale and clock jumps.  Reports are not delayed.
+
+Faults (``sb.admin.add_fault`` / ``POST /_sandbox/faults`` / ``--fault``): 4xx/5xx answers (429
+with ``Retry-After``), latency, dropped connections, by endpoint, for the next N calls or at a
+seeded rate, and "process then fail" (the send IS accepted, the answer fails), the ambiguous
+failure of a send::
+
+    sb.admin.add_fault(endpoint="advanced", status=503, times=1)      # refused, nothing accepted
+    sb.admin.add_fault(endpoint="advanced", status=500, process=True)  # accepted, then a 500
+    sb.admin.add_fault(endpoint="advanced", drop=True, process=True)   # accepted, then dropped
+    sb.admin.add_fault(endpoint="advanced", latency=2, process=True)   # accepted, answer 2 s late
+
+Wrong 2xx answers to a send: ``answer`` (endpoint ``advanced`` only) answers HTTP 200 with a wrong
+body: ``empty`` (no body), ``empty_object`` (``{}``), ``request_error`` (a 200 carrying Infobip's
+``requestError`` envelope), ``no_messages`` (``{"bulkId": <bulkId>, "messages": []}``),
+``wrong_bulk_id`` (the real answer with another bulkId), ``missing_messages`` (the real answer
+without its last message), ``html`` (a ``text/html`` page).  With ``process=True`` the send is
+accepted and simulated first (logs and reports show it); with ``process=False`` (the default)
+nothing is accepted.  A send that fails on its own (400, 401) keeps its real error::
+
+    sb.admin.add_fault(endpoint="advanced", answer="empty", process=True, times=1)
+    # omni-sandbox --fault 'endpoint=advanced,answer=empty,process=true'
+
+Admin API (``/_sandbox/``: stats, config, personas, faults, clock, reset, requests): it exposes
+phone numbers and the API key.  With an admin token (``OmniSandbox(admin_token=...)``,
+``--admin-token``, ``admin_token`` in the config file, or ``$OMNI_SANDBOX_ADMIN_TOKEN``) every
+admin route but ``/_sandbox/health`` needs ``Authorization: Bearer <token>`` (or
+``X-Sandbox-Token: <token>``), else a 401 in Infobip's error envelope.  Binding anything but
+loopback (127.0.0.0/8, ``::1``, ``localhost``) requires a token: without one the sandbox refuses
+to start (``ValueError``; exit code 2 from the command).  ``sb.admin`` and
+``SandboxAdminClient(url, admin_token=...)`` (default: the environment variable) send it.
+
+Every number (settings, clock advance, fault options, flags, config files) must be finite: NaN
+and infinities are refused with a 400 (or ``ValueError``) naming the field, and nothing changes.
+A body nesting arrays and objects more than 64 levels deep gets a 400.
 
 Importing this package is cheap: FastAPI and uvicorn are imported only when a server starts.
 """

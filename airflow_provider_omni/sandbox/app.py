@@ -1,13 +1,17 @@
 """The sandbox's HTTP layer: a FastAPI app for the OMNI and admin routes, wrapped in a small ASGI
-middleware that counts requests, injects faults (status, latency, dropped connections, "process
-then fail") and checks authentication the way Infobip does."""
+middleware that checks the admin token, counts requests, injects faults (status, latency, dropped
+connections, "process then fail", wrong 2xx answers) and checks authentication the way Infobip
+does."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -21,8 +25,10 @@ from airflow_provider_omni.sandbox.state import (
     Fault,
     SandboxError,
     SandboxState,
+    SettingError,
     bad_request,
     error_body,
+    flag,
     parse_time,
 )
 
@@ -55,6 +61,20 @@ _FAULT_TEXTS: dict[int, tuple[str, str]] = {
     504: ("GATEWAY_TIMEOUT", "Gateway timeout"),
 }
 UNAUTHORIZED_BODY = error_body("UNAUTHORIZED", "Invalid login details")
+ADMIN_UNAUTHORIZED_BODY = error_body(
+    "UNAUTHORIZED",
+    "The sandbox admin API needs its admin token: 'Authorization: Bearer <token>' or "
+    "'X-Sandbox-Token: <token>'",
+)
+#: Deepest nesting of arrays and objects accepted in a request body (Infobip's bodies need 5).
+MAX_JSON_DEPTH = 64
+#: Scope key that makes the send route compute its answer without accepting anything.
+DRY_RUN = "omni_sandbox.dry_run"
+_JSON = b"application/json"
+_HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Service maintenance</title></head>\n"
+    b"<body><h1>We'll be back soon</h1><p>The service is under maintenance.</p></body></html>\n"
+)
 
 
 def endpoint_of(method: str, path: str) -> str | None:
@@ -77,19 +97,25 @@ def endpoint_of(method: str, path: str) -> str | None:
 
 
 class SandboxMiddleware:
-    """Counting, faults and auth around the FastAPI app.
+    """Admin token, counting, faults and auth around the FastAPI app.
 
     :param app: the FastAPI app.
     :param state: the sandbox state.
+    :param admin_token: when set, every ``/_sandbox/`` route but ``/_sandbox/health`` needs it.
     """
 
-    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+    def __init__(self, app: ASGIApp, state: SandboxState, admin_token: str | None = None) -> None:
         self.app = app
         self.state = state
+        self._admin_token = admin_token.encode() if admin_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self._admin_refused(scope):
+            headers = {"WWW-Authenticate": 'Bearer realm="omni-sandbox admin"'}
+            await self._send_json(send, None, 401, ADMIN_UNAUTHORIZED_BODY, headers)
             return
         endpoint = endpoint_of(scope["method"], scope["path"])
         if endpoint is None:
@@ -97,15 +123,35 @@ class SandboxMiddleware:
             return
         self.state.count_request(endpoint)
         fault = self.state.pick_fault(endpoint)
-        if fault is not None and not fault.process and await self._apply_fault(fault, endpoint, send):
+        if fault is None:
+            if self._authenticated(scope, endpoint):
+                await self.app(scope, receive, self._counting(send, endpoint))
+            else:
+                await self._send_json(send, endpoint, 401, UNAUTHORIZED_BODY)
             return
-        if endpoint != "token" and not self.state.authenticate(_header(scope, b"authorization")):
+        await self._faulty(fault, endpoint, scope, receive, send)
+
+    def _admin_refused(self, scope: Scope) -> bool:
+        """Tell whether the request is for a protected admin route without the admin token."""
+        if self._admin_token is None or not is_protected_admin_path(scope["path"]):
+            return False
+        return not admin_token_matches(scope, self._admin_token)
+
+    def _authenticated(self, scope: Scope, endpoint: str) -> bool:
+        return endpoint == "token" or self.state.authenticate(_header(scope, b"authorization"))
+
+    async def _faulty(self, fault: Fault, endpoint: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request on which ``fault`` fires."""
+        if fault.answer is None and not fault.process and await self._apply_fault(fault, endpoint, send):
+            return
+        if not self._authenticated(scope, endpoint):
             await self._send_json(send, endpoint, 401, UNAUTHORIZED_BODY)
-            return
-        if fault is not None and fault.process:
+        elif fault.answer is not None:
+            await self._wrong_answer(fault, endpoint, scope, receive, send)
+        elif fault.process:
             await self._process_then_fail(fault, endpoint, scope, receive, send)
-            return
-        await self.app(scope, receive, self._counting(send, endpoint))
+        else:
+            await self.app(scope, receive, self._counting(send, endpoint))
 
     def _counting(self, send: Send, endpoint: str) -> Send:
         async def counting_send(message: Message) -> None:
@@ -155,18 +201,113 @@ class SandboxMiddleware:
         for message in captured:
             await counting(message)
 
-    async def _send_json(
-        self, send: Send, endpoint: str, status: int, body: Any, headers: dict[str, str] | None = None
+    async def _wrong_answer(
+        self, fault: Fault, endpoint: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        payload = json.dumps(body).encode()
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
+        """Handle the send (``process``) or compute its answer only, wait the fault's latency, then
+        answer 200 with the wrong body ``fault.answer``.  A send that fails on its own (400) gets
+        its real answer."""
+        if not fault.process:
+            scope = {**scope, DRY_RUN: True}
+        status, headers, body = await self._capture(scope, receive)
+        if await self._apply_fault(fault, endpoint, send):  # reset while waiting: dropped
+            return
+        if not 200 <= status < 300:
+            await self._send_raw(send, endpoint, status, body, headers)
+            return
+        content_type, payload = wrong_answer(str(fault.answer), json.loads(body))
+        await self._send_raw(send, endpoint, 200, payload, [(b"content-type", content_type)])
+
+    async def _capture(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run the app; return the status, headers and body it answered."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+
+        await self.app(scope, receive, capture)
+        headers = [
+            (bytes(k), bytes(v)) for k, v in start.get("headers", ()) if bytes(k).lower() != b"content-length"
         ]
+        return int(start.get("status", 500)), headers, b"".join(chunks)
+
+    async def _send_json(
+        self,
+        send: Send,
+        endpoint: str | None,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        raw_headers = [(b"content-type", _JSON)]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        self.state.count_response(endpoint, status)
+        await self._send_raw(send, endpoint, status, json.dumps(body).encode(), raw_headers)
+
+    async def _send_raw(
+        self,
+        send: Send,
+        endpoint: str | None,
+        status: int,
+        payload: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Send a whole answer (``content-length`` added); count it under ``endpoint`` if any."""
+        raw_headers = [*headers, (b"content-length", str(len(payload)).encode())]
+        if endpoint is not None:
+            self.state.count_response(endpoint, status)
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def wrong_answer(kind: str, real: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Return the content type and body of the wrong 200 answer ``kind`` (see
+    :data:`~.state.ANSWER_KINDS`) to a send whose real answer is ``real``."""
+    if kind == "empty":
+        return _JSON, b""
+    if kind == "html":
+        return b"text/html; charset=utf-8", _HTML_PAGE
+    bulk = {"bulkId": real["bulkId"]} if "bulkId" in real else {}
+    bodies: dict[str, Callable[[], Any]] = {
+        "empty_object": dict,
+        "request_error": lambda: error_body("GENERAL_ERROR", "Something went wrong. Please contact support."),
+        "no_messages": lambda: {**bulk, "messages": []},
+        "wrong_bulk_id": lambda: {
+            "bulkId": _other_bulk_id(real),
+            **{k: v for k, v in real.items() if k != "bulkId"},
+        },
+        "missing_messages": lambda: {**real, "messages": list(real.get("messages", []))[:-1]},
+    }
+    return _JSON, json.dumps(bodies[kind]()).encode()
+
+
+def _other_bulk_id(real: dict[str, Any]) -> str:
+    """Return a bulkId (a UUID) other than the real answer's, the same for the same answer."""
+    ids = ",".join(str(m.get("messageId")) for m in real.get("messages", []))
+    digest = hashlib.blake2b(f"wrong|{real.get('bulkId')}|{ids}".encode(), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
+
+
+def is_protected_admin_path(path: str) -> bool:
+    """Tell whether ``path`` is an admin route that needs the admin token (all but health)."""
+    admin = path == "/_sandbox" or path.startswith("/_sandbox/")
+    return admin and path.rstrip("/") != "/_sandbox/health"
+
+
+def admin_token_matches(scope: Scope, token: bytes) -> bool:
+    """Tell whether the request carries ``token`` as ``Authorization: Bearer`` or ``X-Sandbox-Token``
+    (compared in constant time)."""
+    bearer = b""
+    scheme, _, credentials = (_raw_header(scope, b"authorization") or b"").strip().partition(b" ")
+    if scheme.lower() == b"bearer":
+        bearer = credentials.strip()
+    header = (_raw_header(scope, b"x-sandbox-token") or b"").strip()
+    by_bearer = hmac.compare_digest(bearer, token)
+    by_header = hmac.compare_digest(header, token)
+    return by_bearer or by_header
 
 
 class _DroppedConnectionError(Exception):
@@ -190,11 +331,16 @@ async def drop_connection(send: Send) -> None:
     raise _DroppedConnectionError("sandbox fault: connection dropped")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def _raw_header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
-            return bytes(value).decode("latin-1")
+            return bytes(value)
     return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = _raw_header(scope, name)
+    return None if value is None else value.decode("latin-1")
 
 
 # -- query parameters ------------------------------------------------------------------------------
@@ -245,12 +391,45 @@ def _time_param(request: Request, name: str) -> float | None:
     return None if raw is None else parse_time(raw, name)
 
 
+def parse_json(raw: bytes) -> Any:
+    """Parse a JSON request body.
+
+    :raises SandboxError: 400 when it nests arrays and objects deeper than :data:`MAX_JSON_DEPTH`
+        (never a ``RecursionError``).
+    :raises ValueError: when it is malformed.
+    """
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        body = None
+        too_deep = True
+    else:
+        too_deep = _deeper_than(body, MAX_JSON_DEPTH)
+    if too_deep:
+        raise bad_request(
+            "request", f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        )
+    return body
+
+
+def _deeper_than(node: Any, limit: int) -> bool:
+    """Tell whether ``node`` nests lists and dicts more than ``limit`` levels (without recursion)."""
+    stack = [(node, 1)] if isinstance(node, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise bad_request("request", "the request has no body; a JSON object is expected")
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         if "xml" in request.headers.get("content-type", ""):
             # Infobip also takes XML bodies; the sandbox (like the provider's hook) speaks JSON only
@@ -277,8 +456,11 @@ async def _guarded(handler: Callable[[], Awaitable[Any]], status: int = 200) -> 
 # -- the app ---------------------------------------------------------------------------------------
 
 
-def create_app(state: SandboxState) -> ASGIApp:
-    """Return the sandbox's ASGI app serving OMNI, OAuth2 token and ``/_sandbox/`` admin routes."""
+def create_app(state: SandboxState, admin_token: str | None = None) -> ASGIApp:
+    """Return the sandbox's ASGI app serving OMNI, OAuth2 token and ``/_sandbox/`` admin routes.
+
+    :param admin_token: when set, the admin routes (but ``/_sandbox/health``) need it.
+    """
     api = FastAPI(
         title="Infobip OMNI sandbox",
         docs_url="/_sandbox/docs",
@@ -296,7 +478,7 @@ def create_app(state: SandboxState) -> ASGIApp:
             headers["Allow"] = ", ".join(_allowed_methods(api, request))
         return _answer(exc.status_code, error_body(message_id, str(exc.detail)), headers)
 
-    return SandboxMiddleware(api, state)
+    return SandboxMiddleware(api, state, admin_token)
 
 
 def _allowed_methods(api: FastAPI, request: Request) -> list[str]:
@@ -350,7 +532,8 @@ def _add_omni_routes(api: FastAPI, state: SandboxState) -> None:
     @api.post("/omni/1/advanced")
     async def send_advanced(request: Request) -> Response:
         async def handle() -> Any:
-            return state.send_advanced(await _json_body(request))
+            body = await _json_body(request)
+            return state.send_advanced(body, accept=not request.scope.get(DRY_RUN, False))
 
         return await _guarded(handle)
 
@@ -406,16 +589,21 @@ def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
             return _answer(status, result)
         except SandboxError as exc:
             return _answer(exc.status, exc.body(), exc.headers)
+        except SettingError as exc:
+            return _answer(400, error_body("BAD_REQUEST", str(exc), {exc.field: [str(exc)]}))
         except (ValueError, TypeError) as exc:
             return _answer(400, error_body("BAD_REQUEST", str(exc)))
+        except Exception:
+            log.exception("sandbox bug")
+            return _answer(500, error_body("GENERAL_ERROR", "Something went wrong. Please contact support."))
 
     async def body_of(request: Request) -> dict[str, Any]:
         raw = await request.body()
         if not raw.strip():
             return {}
         try:
-            body = json.loads(raw)
-        except ValueError:
+            body = parse_json(raw)
+        except (ValueError, UnicodeDecodeError):
             raise bad_request("request", "malformed JSON") from None
         if not isinstance(body, dict):
             raise bad_request("request", "a JSON object is expected")
@@ -433,7 +621,7 @@ def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
     async def reset(request: Request) -> Response:
         async def handle() -> dict[str, Any]:
             body = await body_of(request)
-            state.reset(keep_config=bool(body.get("keep_config", False)))
+            state.reset(keep_config=flag(body.get("keep_config", False), "keep_config"))
             return {"reset": True}
 
         return await admin(handle)
@@ -488,8 +676,11 @@ def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
     async def advance(request: Request) -> Response:
         async def handle() -> dict[str, Any]:
             body = await body_of(request)
-            seconds = float(body.get("seconds", 0)) + 60 * float(body.get("minutes", 0))
-            state.advance(seconds + 3600 * float(body.get("hours", 0)))
+            unknown = sorted(set(body) - {"seconds", "minutes", "hours"})
+            if unknown:
+                raise SettingError(unknown[0], f"unknown field {unknown[0]!r}; give seconds, minutes, hours")
+            parts = {name: body.get(name, 0) for name in ("seconds", "minutes", "hours")}
+            state.advance(parts["seconds"], minutes=parts["minutes"], hours=parts["hours"])
             return _clock_body(state)
 
         return await admin(handle)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import socket
 import threading
 import time
@@ -17,18 +19,64 @@ if TYPE_CHECKING:
 
     from airflow_provider_omni.sandbox.state import SandboxConfig, SandboxState
 
+#: Environment variable holding the admin token (used when none is given explicitly).
+ADMIN_TOKEN_ENV = "OMNI_SANDBOX_ADMIN_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` is a loopback address (127.0.0.0/8, ``::1``) or ``localhost``."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_admin_token(token: Any, source: str) -> str:
+    """Return ``token`` if it is usable in an HTTP header (visible ASCII, no spaces), else raise
+    ``ValueError`` naming ``source`` (never the token)."""
+    if not isinstance(token, str) or not token or not all("!" <= char <= "~" for char in token):
+        raise ValueError(f"the admin token ({source}) must be non-empty visible ASCII without spaces")
+    return token
+
+
+def resolve_admin_token(given: Any, host: str, source: str = "admin_token") -> str | None:
+    """Return the admin token: ``given``, else ``$OMNI_SANDBOX_ADMIN_TOKEN``, else None.
+
+    :raises ValueError: when ``host`` is not loopback and there is no token (the admin API exposes
+        phone numbers and the API key), or when the token is unusable.
+    """
+    if given is not None:
+        token: str | None = check_admin_token(given, source)
+    else:
+        from_env = os.environ.get(ADMIN_TOKEN_ENV) or None
+        token = check_admin_token(from_env, ADMIN_TOKEN_ENV) if from_env else None
+    if token is None and not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve the admin API (/_sandbox/) on the non-loopback address {host!r} "
+            f"without an admin token: give --admin-token, admin_token= or ${ADMIN_TOKEN_ENV}"
+        )
+    return token
+
 
 class SandboxAdminClient:
     """Client of the ``/_sandbox/`` admin API (works for an in-process or a CLI-started sandbox).
 
     :param url: base URL of the sandbox, e.g. ``http://127.0.0.1:8089``.
     :param timeout: seconds to wait for each admin call.
+    :param admin_token: the sandbox's admin token, sent as ``Authorization: Bearer``; default
+        ``$OMNI_SANDBOX_ADMIN_TOKEN`` (none if unset).
     """
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, *, admin_token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV)
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         response = self._session.request(
@@ -68,6 +116,7 @@ class SandboxAdminClient:
         drop: bool = False,
         retry_after: float | None = None,
         process: bool = False,
+        answer: str | None = None,
     ) -> dict[str, Any]:
         """Inject a fault on ``endpoint`` (``advanced``, ``reports``, ``logs``, ``scenarios.list``,
         ``scenarios.create``, ``scenarios.get``, ``scenarios.update``, ``token`` or ``"*"``).
@@ -79,6 +128,11 @@ class SandboxAdminClient:
         :param drop: close the connection without an answer.
         :param retry_after: ``Retry-After`` header in seconds (429 gets 1 by default).
         :param process: handle the request first (a send IS accepted), then fail the answer.
+        :param answer: endpoint ``advanced`` only: answer HTTP 200 with a wrong body, one of
+            ``empty``, ``empty_object``, ``request_error``, ``no_messages``, ``wrong_bulk_id``,
+            ``missing_messages``, ``html``; with ``process=True`` the send is accepted first,
+            without it nothing is accepted.
+        :raises ValueError: when the sandbox refuses the fault (the message names the option).
         """
         body = {
             "endpoint": endpoint,
@@ -89,6 +143,7 @@ class SandboxAdminClient:
             "drop": drop,
             "retry_after": retry_after,
             "process": process,
+            "answer": answer,
         }
         return self._call("POST", "faults", {k: v for k, v in body.items() if v is not None})
 
@@ -104,8 +159,9 @@ class SandboxAdminClient:
         """Change settings: ``time_scale``, ``report_style`` (str or list of ``final``, ``per_step``,
         ``fallback_new_message_id``, ``intermediate``), ``personas`` ({number or last digit:
         persona}), ``rate_limits`` (bool or {endpoint: [count, window_s]}), ``rate_limit_window_scale``,
-        ``log_retention_hours``, ``default_validity``, ``prices``, ``delivery_delay``,
-        ``reject_duplicate_message_ids``, ``token_ttl``, ``api_key``, ... Return the configuration."""
+        ``log_retention_hours``, ``logs_lag`` (real seconds before a message shows in the logs),
+        ``default_validity``, ``prices``, ``delivery_delay``, ``reject_duplicate_message_ids``,
+        ``token_ttl``, ``api_key``, ... Every number must be finite. Return the configuration."""
         return self._call("POST", "config", settings)
 
     def config(self) -> dict[str, Any]:
@@ -144,12 +200,19 @@ class OmniSandbox:
     :param api_key: the key accepted as ``App <key>`` (and as Basic password / OAuth2 secret).
     :param time_scale: simulated seconds per real second (600: ten simulated minutes a second).
     :param seed: seed of generated ids, delays and random faults.
-    :param host: interface to listen on.
+    :param host: interface to listen on; anything but loopback (127.0.0.0/8, ``::1``,
+        ``localhost``) needs an admin token.
     :param port: port, 0 for a free one.
-    :param config: more settings (a mapping, or a JSON/YAML file path), as ``configure()`` takes.
+    :param config: more settings (a mapping, or a JSON/YAML file path), as ``configure()`` takes,
+        plus ``faults`` and ``admin_token``.
     :param rate_limits: enforce Infobip's documented rate limits.
     :param faults: faults to install at start (mappings of :meth:`SandboxAdminClient.add_fault` args).
     :param log_level: uvicorn log level.
+    :param logs_lag: real seconds after its acceptance before a message shows in the logs.
+    :param admin_token: token the ``/_sandbox/`` admin API requires (but ``/_sandbox/health``);
+        default the config's ``admin_token``, else ``$OMNI_SANDBOX_ADMIN_TOKEN``. :attr:`admin`
+        sends it.
+    :raises ValueError: on a bad setting, or a non-loopback ``host`` without an admin token.
     """
 
     def __init__(
@@ -164,13 +227,23 @@ class OmniSandbox:
         rate_limits: bool = True,
         faults: Iterable[Mapping[str, Any]] = (),
         log_level: str = "warning",
+        logs_lag: float | None = None,
+        admin_token: str | None = None,
     ) -> None:
+        from airflow_provider_omni.sandbox.state import make_fault
+
         self.api_key = api_key
         self.host = host
         self.port = port
         self.log_level = log_level
         values = load_config_file(config) if isinstance(config, str | Path) else dict(config or {})
+        file_token = values.pop("admin_token", None)
+        self.admin_token = resolve_admin_token(admin_token if admin_token is not None else file_token, host)
+        if logs_lag is not None:
+            values["logs_lag"] = logs_lag
         self._faults = [dict(f) for f in values.pop("faults", None) or ()] + [dict(f) for f in faults]
+        for fault in self._faults:
+            make_fault(fault)  # a bad fault is refused here, before anything starts
         self._settings = build_config(
             api_key=api_key, time_scale=time_scale, seed=seed, config=values, rate_limits=rate_limits
         )
@@ -190,7 +263,7 @@ class OmniSandbox:
     def admin(self) -> SandboxAdminClient:
         """Client of the admin API."""
         if self._admin is None:
-            self._admin = SandboxAdminClient(self.url)
+            self._admin = SandboxAdminClient(self.url, admin_token=self.admin_token)
         return self._admin
 
     def start(self) -> OmniSandbox:
@@ -208,7 +281,7 @@ class OmniSandbox:
         self._socket.bind((self.host, self.port))
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.state),
+            create_app(self.state, self.admin_token),
             log_level=self.log_level,
             lifespan="off",
             access_log=False,
@@ -272,15 +345,24 @@ def connection_dict(url: str, api_key: str, **extra: Any) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or YAML (``.yaml``/``.yml``) config file into a mapping."""
+    """Read a JSON or YAML (``.yaml``/``.yml``) config file into a mapping.
+
+    :raises ValueError: when the file is not valid JSON/YAML or not a mapping.
+    """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in {".yaml", ".yml"}:
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the config must be a mapping")
     return data
@@ -296,13 +378,17 @@ def build_config(
 ) -> SandboxConfig:
     """Return the start-up :class:`~.state.SandboxConfig` from arguments and a config mapping/file.
 
-    The ``faults`` of a config file are not part of the configuration; install them separately.
+    The ``faults`` and ``admin_token`` of a config file are not part of the configuration.
+
+    :raises ValueError: naming a bad or non-finite setting.
     """
     from airflow_provider_omni.sandbox.state import SandboxConfig
 
-    settings = SandboxConfig(api_key=api_key, time_scale=time_scale, seed=seed)
+    settings = SandboxConfig()
+    settings.update({"api_key": api_key, "time_scale": time_scale, "seed": seed})
     values = load_config_file(config) if isinstance(config, str | Path) else dict(config or {})
     values.pop("faults", None)
+    values.pop("admin_token", None)
     settings.update(values)
     if not rate_limits:
         settings.rate_limits_enabled = False

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,98 @@ def error_body(message_id: str, text: str, validation_errors: Mapping[str, list[
 def bad_request(field_name: str, message: str) -> SandboxError:
     """Return a 400 ``BAD_REQUEST`` about one field."""
     return SandboxError(400, "BAD_REQUEST", "Bad request", {field_name: [message]})
+
+
+# -- numbers and flags -----------------------------------------------------------------------------
+
+
+class SettingError(ValueError):
+    """A bad value of one named setting, fault option, clock field or flag (a 400 naming it).
+
+    :param field_name: the name of the value (``time_scale``, ``prices.SMS``, ``latency``, ...).
+    :param message: what is wrong; it names the field too.
+    """
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+def _show(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() and abs(number) < 1e15 else repr(float(number))
+
+
+def finite_number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> float:
+    """Return ``value`` (a number or its text) as a finite float within bounds.
+
+    NaN and infinities are refused, as JSON numbers (``NaN``, ``1e999``) or as text (``"nan"``).
+
+    :param minimum: smallest allowed value.
+    :param maximum: largest allowed value.
+    :param above: the value must be strictly greater than this.
+    :raises SettingError: naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SettingError(name, f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise SettingError(name, f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise SettingError(name, f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise SettingError(name, f"{name} must be >= {_show(minimum)}, got {_show(number)}")
+    if above is not None and number <= above:
+        raise SettingError(name, f"{name} must be > {_show(above)}, got {_show(number)}")
+    if maximum is not None and number > maximum:
+        raise SettingError(name, f"{name} must be <= {_show(maximum)}, got {_show(number)}")
+    return number
+
+
+def whole_number(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` (an integer, an integral float or its text) as an ``int`` within bounds.
+
+    :raises SettingError: naming ``name``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdecimal():
+        number = int(value.strip())
+    else:
+        real = finite_number(value, name)
+        if not real.is_integer():
+            raise SettingError(name, f"{name} must be a whole number, got {value!r}")
+        number = int(real)
+    if minimum is not None and number < minimum:
+        raise SettingError(name, f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise SettingError(name, f"{name} must be <= {maximum}, got {number}")
+    return number
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def flag(value: Any, name: str) -> bool:
+    """Return ``value`` (a boolean, 0/1, or ``true``/``false``/``yes``/``no``/``on``/``off``) as a bool.
+
+    :raises SettingError: naming ``name``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise SettingError(name, f"{name} must be true or false, got {value!r}")
 
 
 def _validation_errors(exc: ValidationError) -> dict[str, list[str]]:
@@ -148,6 +240,10 @@ def parse_time(value: str, field_name: str) -> float:
     return parsed.timestamp()
 
 
+#: The last second that can be written as a date (9999-12-31T23:59:59): the clock stays below.
+MAX_EPOCH = 253402300799.0
+
+
 class SimClock:
     """Simulated wall clock: ``scale`` simulated seconds pass per real second.
 
@@ -158,6 +254,17 @@ class SimClock:
         self._scale = float(scale)
         self._real0 = time.monotonic()
         self._sim0 = time.time()
+
+    def restart(self, scale: float) -> None:
+        """Start again from the real wall-clock time, with ``scale``."""
+        self._scale = float(scale)
+        self._real0 = time.monotonic()
+        self._sim0 = time.time()
+
+    def is_sound(self) -> bool:
+        """Tell whether the clock shows a finite time that can be written as a date."""
+        now = self.now()
+        return math.isfinite(self._scale) and math.isfinite(now) and 0 <= now <= MAX_EPOCH
 
     @property
     def scale(self) -> float:
@@ -187,10 +294,20 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
     "logs": (120, 60.0),
 }
 
+#: Largest ``time_scale``: a million simulated seconds (11.6 days) per real second.
+MAX_TIME_SCALE = 1_000_000.0
+#: Longest default validity or delivery delay: ten years of simulated time.
+MAX_SIMULATED_SPAN = 10 * 365 * 86400.0
+#: Longest ``logs_lag`` and fault ``latency``: a day of real time.
+MAX_REAL_WAIT = 86400.0
+
 
 @dataclass
 class SandboxConfig:
-    """Everything that can be configured (CLI flags, config file, ``POST /_sandbox/config``)."""
+    """Everything that can be configured (CLI flags, config file, ``POST /_sandbox/config``).
+
+    Every number must be finite; a bad value raises :class:`SettingError` naming the setting.
+    """
 
     api_key: str = "sandbox-key"
     username: str = "sandbox"
@@ -216,6 +333,11 @@ class SandboxConfig:
     prices: dict[str, float] = field(default_factory=lambda: dict(catalog.DEFAULT_PRICES))
     delivery_delay: tuple[float, float] = (1.0, 5.0)
     reject_duplicate_message_ids: bool = False
+    #: Real seconds after its acceptance before a message shows in ``GET /omni/1/logs``.
+    logs_lag: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.update({name: getattr(self, name) for name in _CHECKED_ON_INIT})
 
     @property
     def basic_password(self) -> str:
@@ -235,34 +357,33 @@ class SandboxConfig:
         return SandboxConfig(**values)
 
     def update(self, values: Mapping[str, Any]) -> None:
-        """Apply ``values`` (names as in :meth:`public`, plus ``personas`` and ``faults`` handled
-        elsewhere); raise ``ValueError`` on an unknown name or a bad value."""
+        """Apply ``values`` (names as in :meth:`public`, plus ``personas``, ``rate_limit_window_scale``
+        and the credentials); raise :class:`SettingError` on an unknown name or a bad value.
+
+        Not atomic: apply to a :meth:`copy` and keep it only when this succeeds.
+        """
         for name, value in values.items():
             setter = getattr(self, f"_set_{name}", None)
             if setter is not None:
                 setter(value)
-            elif name in _SIMPLE_FIELDS:
-                setattr(self, name, _SIMPLE_FIELDS[name](value))
+            elif name in _SCALARS:
+                setattr(self, name, _SCALARS[name](value, name))
             else:
-                raise ValueError(f"unknown sandbox setting {name!r}")
-
-    def _set_time_scale(self, value: Any) -> None:
-        scale = float(value)
-        if not scale >= 0:
-            raise ValueError("time_scale must be >= 0 (0 freezes the clock: only advance() moves it)")
-        self.time_scale = scale
+                raise SettingError(str(name), f"unknown sandbox setting {name!r}")
 
     def _set_report_style(self, value: Any) -> None:
         styles = [value] if isinstance(value, str) else list(value)
         styles = [s.strip() for item in styles for s in str(item).replace("+", ",").split(",") if s.strip()]
         unknown = [s for s in styles if s not in catalog.REPORT_STYLES]
         if unknown:
-            raise ValueError(f"unknown report style(s) {unknown}; known: {list(catalog.REPORT_STYLES)}")
+            raise SettingError(
+                "report_style", f"unknown report style(s) {unknown}; known: {list(catalog.REPORT_STYLES)}"
+            )
         self.report_style = tuple(dict.fromkeys(styles or ["final"]))
 
     def _set_personas(self, value: Any) -> None:
         if not isinstance(value, Mapping):
-            raise ValueError("personas must be a mapping")
+            raise SettingError("personas", "personas must be a mapping")
         structured = {"by_number", "by_last_digit", "definitions"} & set(value)
         if structured:
             definitions = value.get("definitions") or {}
@@ -276,10 +397,12 @@ class SandboxConfig:
     def _set_persona_definitions(self, value: Mapping[str, Any]) -> None:
         for name, behaviours in value.items():
             if not isinstance(behaviours, Mapping):
-                raise ValueError(f"persona {name!r} must map channels to behaviours")
+                raise SettingError("personas", f"persona {name!r} must map channels to behaviours")
             bad = {k: v for k, v in behaviours.items() if v not in catalog.BEHAVIOURS}
             if bad:
-                raise ValueError(f"persona {name!r}: unknown behaviour(s) {bad}; known {catalog.BEHAVIOURS}")
+                raise SettingError(
+                    "personas", f"persona {name!r}: unknown behaviour(s) {bad}; known {catalog.BEHAVIOURS}"
+                )
             self.persona_definitions[str(name)] = {
                 "*": catalog.DELIVER,
                 **{str(k): v for k, v in behaviours.items()},
@@ -288,10 +411,12 @@ class SandboxConfig:
     def _assign_personas(self, digits: Mapping[Any, Any], numbers: Mapping[Any, Any]) -> None:
         for _key, persona in {**digits, **numbers}.items():
             if persona not in self.persona_definitions:
-                raise ValueError(f"unknown persona {persona!r}; known: {sorted(self.persona_definitions)}")
+                raise SettingError(
+                    "personas", f"unknown persona {persona!r}; known: {sorted(self.persona_definitions)}"
+                )
         for digit, persona in digits.items():
             if str(digit) not in "0123456789" or len(str(digit)) != 1:
-                raise ValueError(f"{digit!r} is not a digit")
+                raise SettingError("personas", f"{digit!r} is not a digit")
             self.personas_by_last_digit[str(digit)] = str(persona)
         for number, persona in numbers.items():
             self.personas_by_number[str(number).lstrip("+")] = str(persona)
@@ -301,33 +426,51 @@ class SandboxConfig:
             self.rate_limits_enabled = value
             return
         if not isinstance(value, Mapping):
-            raise ValueError("rate_limits must be true, false or {endpoint: [count, window_seconds]}")
+            raise SettingError(
+                "rate_limits", "rate_limits must be true, false or {endpoint: [count, window_seconds]}"
+            )
+        enabled, limits = self.rate_limits_enabled, dict(self.rate_limits)
         for name, limit in value.items():
             if name == "enabled":
-                self.rate_limits_enabled = bool(limit)
+                enabled = flag(limit, "rate_limits.enabled")
                 continue
-            count, window = limit
-            if int(count) < 0 or float(window) <= 0:
-                raise ValueError(f"bad rate limit for {name!r}: {limit!r}")
-            self.rate_limits[str(name)] = (int(count), float(window))
+            path = f"rate_limits.{name}"
+            if isinstance(limit, str) or not isinstance(limit, Sequence) or len(limit) != 2:
+                raise SettingError(path, f"{path} must be [count, window_seconds], got {limit!r}")
+            count = whole_number(limit[0], f"{path}[0]", minimum=0)
+            window = finite_number(limit[1], f"{path}[1]", above=0, maximum=MAX_SIMULATED_SPAN)
+            limits[str(name)] = (count, window)
+        self.rate_limits_enabled, self.rate_limits = enabled, limits
 
     def _set_rate_limit_window_scale(self, value: Any) -> None:
         """Shrink (or stretch) every rate-limit window by a factor, e.g. 0.01 in tests."""
-        factor = float(value)
+        factor = finite_number(value, "rate_limit_window_scale", above=0, maximum=1000)
         self.rate_limits = {
             k: (n, DEFAULT_RATE_LIMITS.get(k, (n, w))[1] * factor) for k, (n, w) in self.rate_limits.items()
         }
 
-    def _set_default_validity(self, value: Mapping[str, Any]) -> None:
-        self.default_validity.update({str(k): float(v) for k, v in value.items()})
+    def _set_default_validity(self, value: Any) -> None:
+        self.default_validity = {
+            **self.default_validity,
+            **_numbers_by_name(value, "default_validity", above=0, maximum=MAX_SIMULATED_SPAN),
+        }
 
-    def _set_prices(self, value: Mapping[str, Any]) -> None:
-        self.prices.update({str(k): float(v) for k, v in value.items()})
+    def _set_prices(self, value: Any) -> None:
+        self.prices = {**self.prices, **_numbers_by_name(value, "prices", minimum=0)}
 
     def _set_delivery_delay(self, value: Any) -> None:
-        low, high = (float(value), float(value)) if isinstance(value, int | float) else map(float, value)
-        if low < 0 or high < low:
-            raise ValueError("delivery_delay must be [min, max] simulated seconds with 0 <= min <= max")
+        bounds = {"minimum": 0.0, "maximum": MAX_SIMULATED_SPAN}
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if len(value) != 2:
+                raise SettingError("delivery_delay", "delivery_delay must be [min, max] simulated seconds")
+            low = finite_number(value[0], "delivery_delay[0]", **bounds)
+            high = finite_number(value[1], "delivery_delay[1]", **bounds)
+        else:
+            low = high = finite_number(value, "delivery_delay", **bounds)
+        if high < low:
+            raise SettingError(
+                "delivery_delay", "delivery_delay must be [min, max] simulated seconds with 0 <= min <= max"
+            )
         self.delivery_delay = (low, high)
 
     def public(self) -> dict[str, Any]:
@@ -345,6 +488,7 @@ class SandboxConfig:
             "prices": dict(self.prices),
             "delivery_delay": list(self.delivery_delay),
             "reject_duplicate_message_ids": self.reject_duplicate_message_ids,
+            "logs_lag": self.logs_lag,
             "token_ttl": self.token_ttl,
             "username": self.username,
             "client_id": self.client_id,
@@ -371,25 +515,48 @@ class SandboxConfig:
         return self.persona_definitions.get(name, catalog.PERSONAS["viber_user"])
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
+def _numbers_by_name(value: Any, setting: str, **bounds: float) -> dict[str, float]:
+    """Check a ``{name: number}`` setting (``prices``, ``default_validity``) entry by entry."""
+    if not isinstance(value, Mapping):
+        raise SettingError(setting, f"{setting} must be a mapping of channel to number, got {value!r}")
+    return {str(k): finite_number(v, f"{setting}.{k}", **bounds) for k, v in value.items()}
 
 
-_SIMPLE_FIELDS: dict[str, Any] = {
-    "api_key": str,
-    "username": str,
-    "password": str,
-    "client_id": str,
-    "client_secret": str,
-    "token_ttl": float,
-    "seed": int,
-    "log_retention_hours": float,
-    "max_logs": int,
-    "reject_duplicate_message_ids": _bool,
-    "rate_limits_enabled": _bool,
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, Mapping | list | tuple) or value is None:
+        raise SettingError(name, f"{name} must be text, got {value!r}")
+    return str(value)
+
+
+_SCALARS: dict[str, Callable[[Any, str], Any]] = {
+    "api_key": _text,
+    "username": _text,
+    "password": _text,
+    "client_id": _text,
+    "client_secret": _text,
+    "token_ttl": functools.partial(finite_number, minimum=0, maximum=MAX_SIMULATED_SPAN),
+    "time_scale": functools.partial(finite_number, minimum=0, maximum=MAX_TIME_SCALE),
+    "seed": whole_number,
+    "log_retention_hours": functools.partial(finite_number, minimum=0, maximum=MAX_SIMULATED_SPAN / 3600),
+    "max_logs": functools.partial(whole_number, minimum=1),
+    "logs_lag": functools.partial(finite_number, minimum=0, maximum=MAX_REAL_WAIT),
+    "reject_duplicate_message_ids": flag,
+    "rate_limits_enabled": flag,
 }
+
+#: Settings checked again when a :class:`SandboxConfig` is built directly.
+_CHECKED_ON_INIT = (
+    "token_ttl",
+    "time_scale",
+    "seed",
+    "log_retention_hours",
+    "max_logs",
+    "logs_lag",
+    "rate_limits",
+    "default_validity",
+    "prices",
+    "delivery_delay",
+)
 
 
 # -- faults ----------------------------------------------------------------------------------------
@@ -405,6 +572,21 @@ ENDPOINTS = (
     "token",
 )
 
+#: Wrong 2xx answers to a send (fault option ``answer``, endpoint ``advanced`` only): an empty body,
+#: ``{}``, a 200 carrying Infobip's ``requestError`` envelope, ``{"bulkId", "messages": []}``, the real
+#: answer with another bulkId, the real answer without its last message, an HTML page.
+ANSWER_KINDS = (
+    "empty",
+    "empty_object",
+    "request_error",
+    "no_messages",
+    "wrong_bulk_id",
+    "missing_messages",
+    "html",
+)
+
+FAULT_OPTIONS = ("endpoint", "status", "times", "rate", "latency", "drop", "retry_after", "process", "answer")
+
 
 @dataclass
 class Fault:
@@ -418,6 +600,8 @@ class Fault:
     :param drop: close the connection without any answer.
     :param retry_after: value of the ``Retry-After`` header (seconds), for 429 and 503.
     :param process: handle the request first (e.g. the message IS accepted), then fail the answer.
+    :param answer: answer HTTP 200 with a wrong body instead (one of :data:`ANSWER_KINDS`; endpoint
+        ``advanced`` only); with ``process`` the send is accepted first, without it nothing is.
     """
 
     endpoint: str = "*"
@@ -428,27 +612,63 @@ class Fault:
     drop: bool = False
     retry_after: float | None = None
     process: bool = False
+    answer: str | None = None
     id: int = 0
     fired: int = 0
 
     def validate(self) -> None:
-        """Raise ``ValueError`` when the fault makes no sense."""
+        """Check and normalise every option; raise :class:`SettingError` naming a bad one."""
+        self.endpoint = _text(self.endpoint, "endpoint")
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {self.endpoint!r}; known: {['*', *ENDPOINTS]}")
-        if self.status is not None and not 400 <= self.status <= 599:
-            raise ValueError("status must be an HTTP error code (400-599)")
-        if self.status is None and not self.drop and not self.latency:
-            raise ValueError("a fault needs status, drop or latency")
-        if self.rate is not None and not 0 <= self.rate <= 1:
-            raise ValueError("rate must be between 0 and 1")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be >= 1")
-        if self.latency < 0:
-            raise ValueError("latency must be >= 0")
+            raise SettingError("endpoint", f"unknown endpoint {self.endpoint!r}; known: {['*', *ENDPOINTS]}")
+        if self.status is not None:
+            self.status = whole_number(self.status, "status", minimum=400, maximum=599)
+        if self.times is not None:
+            self.times = whole_number(self.times, "times", minimum=1)
+        if self.rate is not None:
+            self.rate = finite_number(self.rate, "rate", minimum=0, maximum=1)
+        self.latency = finite_number(self.latency, "latency", minimum=0, maximum=MAX_REAL_WAIT)
+        if self.retry_after is not None:
+            self.retry_after = finite_number(
+                self.retry_after, "retry_after", minimum=0, maximum=MAX_SIMULATED_SPAN
+            )
+        self.drop = flag(self.drop, "drop")
+        self.process = flag(self.process, "process")
+        if self.answer is not None:
+            self._validate_answer()
+        elif self.status is None and not self.drop and not self.latency:
+            raise SettingError("status", "a fault needs status, drop, latency or answer")
+
+    def _validate_answer(self) -> None:
+        if self.answer not in ANSWER_KINDS:
+            raise SettingError(
+                "answer", f"unknown answer kind {self.answer!r}; allowed: {', '.join(ANSWER_KINDS)}"
+            )
+        if self.endpoint != "advanced":
+            raise SettingError("answer", "answer faults are for endpoint 'advanced' only")
+        if self.status is not None or self.drop:
+            raise SettingError("answer", "answer cannot be combined with status or drop")
 
     def public(self) -> dict[str, Any]:
         """Return the fault as JSON."""
         return dict(self.__dict__)
+
+
+def make_fault(options: Any) -> Fault:
+    """Return a checked :class:`Fault` from its options (``None`` values are left out).
+
+    :raises SettingError: naming an unknown or bad option.
+    """
+    if not isinstance(options, Mapping):
+        raise SettingError("faults", f"a fault must be a mapping of options, got {options!r}")
+    unknown = [str(k) for k in options if k not in FAULT_OPTIONS and k not in ("id", "fired")]
+    if unknown:
+        raise SettingError(
+            unknown[0], f"unknown fault option {unknown[0]!r}; known: {', '.join(FAULT_OPTIONS)}"
+        )
+    fault = Fault(**{k: v for k, v in options.items() if v is not None and k in FAULT_OPTIONS})
+    fault.validate()
+    return fault
 
 
 def parse_fault_spec(spec: str) -> dict[str, Any]:
@@ -460,15 +680,15 @@ def parse_fault_spec(spec: str) -> dict[str, Any]:
         name, _, raw = part.partition("=")
         name, raw = name.strip().replace("-", "_"), raw.strip()
         if name in {"status", "times"}:
-            values[name] = int(raw)
+            values[name] = whole_number(raw, name)
         elif name in {"rate", "latency", "retry_after"}:
-            values[name] = float(raw)
+            values[name] = finite_number(raw, name)
         elif name in {"drop", "process"}:
-            values[name] = _bool(raw or "true")
-        elif name == "endpoint":
+            values[name] = flag(raw or "true", name)
+        elif name in {"endpoint", "answer"}:
             values[name] = raw
         else:
-            raise ValueError(f"unknown fault option {name!r} in {spec!r}")
+            raise SettingError(name, f"unknown fault option {name!r} in {spec!r}")
     return values
 
 
@@ -523,6 +743,8 @@ class Message:
     mcc_mnc: str
     rejected: dict[str, Any] | None = None
     consumed: int = 0
+    #: Real (monotonic) time of acceptance, for ``logs_lag``.
+    accepted_real: float = 0.0
 
     @property
     def done_at(self) -> float:
@@ -606,32 +828,56 @@ class SandboxState:
 
     def reset(self, keep_config: bool = False) -> None:
         """Forget everything (scenarios, messages, stats, faults, tokens); restore the initial
-        configuration unless ``keep_config``."""
+        configuration unless ``keep_config``.  A clock that shows no valid date starts again from
+        the real time."""
         with self._lock:
             self.generation += 1
             if not keep_config:
                 self.config = self._initial.copy()
                 self.clock.set_scale(self.config.time_scale)
+            if not self.clock.is_sound():
+                self.clock.restart(self.config.time_scale)
             self._init_state()
 
     def configure(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Change settings (see :class:`SandboxConfig`); return the public configuration."""
+        """Change settings (see :class:`SandboxConfig`) and add ``faults``; return the public
+        configuration.  Everything is checked first: a bad value changes nothing."""
+        faults = values.get("faults") or ()
+        if isinstance(faults, str | Mapping) or not isinstance(faults, Sequence):
+            raise SettingError("faults", "faults must be a list of fault options")
+        checked = [make_fault(fault) for fault in faults]
         with self._lock:
             candidate = self.config.copy()
             candidate.update({k: v for k, v in values.items() if k != "faults"})
             self.config = candidate
             if self.clock.scale != candidate.time_scale:
                 self.clock.set_scale(candidate.time_scale)
-            for fault in values.get("faults") or ():
-                self.add_fault(**fault)
+            for fault in checked:
+                self._install_fault(fault)
             return self.config.public()
 
-    def advance(self, seconds: float) -> float:
-        """Move the simulated clock forward; return the new simulated time."""
-        if seconds < 0:
-            raise ValueError("cannot move the clock backwards")
+    def advance(self, seconds: Any = 0.0, *, minutes: Any = 0.0, hours: Any = 0.0) -> float:
+        """Move the simulated clock forward by the sum; return the new simulated time.
+
+        :raises SettingError: on a non-finite part, a negative sum, or a jump past the year 9999;
+            the clock is then left alone.
+        """
+        parts = {
+            name: finite_number(value, name, minimum=-MAX_EPOCH, maximum=MAX_EPOCH) * unit
+            for name, value, unit in (
+                ("seconds", seconds, 1),
+                ("minutes", minutes, 60),
+                ("hours", hours, 3600),
+            )
+        }
+        total = sum(parts.values())
+        largest = max(parts, key=lambda name: abs(parts[name]))
+        if total < 0:
+            raise SettingError(largest, f"cannot move the clock backwards ({_show(total)} seconds)")
         with self._lock:
-            self.clock.advance(seconds)
+            if self.clock.now() + total > MAX_EPOCH:
+                raise SettingError(largest, f"{largest}: cannot move the clock past the year 9999")
+            self.clock.advance(total)
             return self.clock.now()
 
     # -- ids
@@ -666,14 +912,19 @@ class SandboxState:
             self._responses[f"{endpoint} {status}"] += 1
 
     def add_fault(self, **kwargs: Any) -> dict[str, Any]:
-        """Add a :class:`Fault` (keyword arguments as its fields); return it as JSON."""
+        """Add a :class:`Fault` (keyword arguments as its fields); return it as JSON.
+
+        :raises SettingError: naming a bad option.
+        """
+        fault = make_fault(kwargs)
         with self._lock:
-            self._fault_seq += 1
-            fault = Fault(**{k: v for k, v in kwargs.items() if v is not None and k not in {"id", "fired"}})
-            fault.id = self._fault_seq
-            fault.validate()
-            self._faults.append(fault)
-            return fault.public()
+            return self._install_fault(fault)
+
+    def _install_fault(self, fault: Fault) -> dict[str, Any]:
+        self._fault_seq += 1
+        fault.id = self._fault_seq
+        self._faults.append(fault)
+        return fault.public()
 
     def clear_faults(self) -> None:
         """Remove every fault."""
@@ -835,8 +1086,12 @@ class SandboxState:
 
     # -- sending
 
-    def send_advanced(self, payload: Any) -> dict[str, Any]:
-        """Answer ``POST /omni/1/advanced``: accept every destination and simulate its failover."""
+    def send_advanced(self, payload: Any, *, accept: bool = True) -> dict[str, Any]:
+        """Answer ``POST /omni/1/advanced``: accept every destination and simulate its failover.
+
+        :param accept: False computes the same answer (new ids included) but records nothing: no
+            message, log, report or count (for answer faults without ``process``).
+        """
         from airflow_provider_omni.models import OmniAdvancedRequest
 
         request = validate_model(OmniAdvancedRequest, payload)
@@ -857,15 +1112,17 @@ class SandboxState:
                 notify=request.notify is not False,
                 sms_segments=sms_segments(sms_text) if sms_text else 1,
             )
-            self._advanced_requests += 1
-            self._recent_requests.append(
-                {"endpoint": "advanced", "body": payload, "receivedAt": format_time(now)}
-            )
+            seen: set[str] = set()
             messages = [
-                self._accept(destination, flow, validities, submission, start)
+                self._accept(destination, flow, validities, submission, start, seen if not accept else None)
                 for destination in request.destinations
             ]
-            self._bulk_sizes[bulk_id] = self._bulk_sizes.get(bulk_id, 0) + len(messages)
+            if accept:
+                self._advanced_requests += 1
+                self._recent_requests.append(
+                    {"endpoint": "advanced", "body": payload, "receivedAt": format_time(now)}
+                )
+                self._bulk_sizes[bulk_id] = self._bulk_sizes.get(bulk_id, 0) + len(messages)
             response: dict[str, Any] = {}
             if request.bulk_id is not None or len(messages) > 1:
                 response["bulkId"] = bulk_id
@@ -922,12 +1179,19 @@ class SandboxState:
         validities: dict[str, float],
         submission: Submission,
         start: float,
+        dry_run_ids: set[str] | None = None,
     ) -> tuple[Message, dict[str, Any]]:
+        """Build one destination's message and store it, or (``dry_run_ids`` given: the ids seen so
+        far in this request) build it only."""
         to_fields = {k: v for k, v in destination.to.model_dump(by_alias=True).items() if v is not None}
         message_id = destination.message_id or self._uuid()
         address = to_fields.get("phoneNumber") or next(iter(to_fields.values()))
-        seen = self._record_message_id(message_id)
-        self._seq += 1
+        if dry_run_ids is None:
+            seen = self._record_message_id(message_id)
+            self._seq += 1
+        else:
+            seen = message_id in self._id_counts or message_id in dry_run_ids
+            dry_run_ids.add(message_id)
         message = Message(
             seq=self._seq,
             message_id=message_id,
@@ -936,6 +1200,7 @@ class SandboxState:
             submission=submission,
             attempts=[],
             mcc_mnc=catalog.mcc_mnc_for(address) if "phoneNumber" in to_fields else "",
+            accepted_real=time.monotonic(),
         )
         steps = [
             (channel, sender)
@@ -952,7 +1217,8 @@ class SandboxState:
                 message.rejected = _REJECTED_DESTINATION
         else:
             message.attempts = self._timeline(message, steps, validities, start)
-        self._store(message)
+        if dry_run_ids is None:
+            self._store(message)
         return message, to_fields
 
     def _timeline(
@@ -1132,15 +1398,19 @@ class SandboxState:
         mnc: str | None = None,
     ) -> dict[str, Any]:
         """Answer ``GET /omni/1/logs``: re-readable rows, newest accepted first, with the document's
-        filters; stops at ``limit`` rows."""
+        filters; stops at ``limit`` rows.  A message shows only ``logs_lag`` real seconds after its
+        acceptance."""
         with self._lock:
             self._maybe_sweep()
             now = self.clock.now()
+            visible_until = time.monotonic() - self.config.logs_lag
             wanted_to = to.lstrip("+") if to else None
             rows: list[dict[str, Any]] = []
             for message in self._log_candidates(bulk_ids, message_ids):
                 if len(rows) >= limit:
                     break
+                if message.accepted_real > visible_until:  # logs_lag: not in the logs yet
+                    continue
                 if wanted_to is not None and message.to != wanted_to:
                     continue
                 if (sent_since is not None and message.sent_at < sent_since) or (
