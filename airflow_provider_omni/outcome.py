@@ -4,21 +4,47 @@ Pure logic, no I/O.  The sensor and the trigger feed :class:`DeliveryTracker` wi
 (``GET /omni/1/reports``) and log rows (``GET /omni/1/logs``) they fetch; the tracker tells which bulks
 are unfinished and produces the summary that the sensor returns as its XCom.
 
-**Final statuses** (the message will not change any more): ``DELIVERED_TO_HANDSET`` (group 3, id 5)
-and every status of the groups ``UNDELIVERABLE`` (2), ``EXPIRED`` (4) and ``REJECTED`` (5).
-**Not final**: ``ACCEPTED`` (0), ``PENDING_*`` (1) and ``DELIVERED_TO_OPERATOR`` (group 3, id 2).
+**Statuses** (Infobip's response status documentation,
+https://www.infobip.com/docs/essentials/response-status-and-error-codes), by status group:
+
+=====================  ===================================================================  ===========
+group                  statuses (id name)                                                   final
+=====================  ===================================================================  ===========
+0 ACCEPTED             0 ACCEPTED                                                           no
+1 PENDING              3 PENDING_WAITING_DELIVERY, 7 PENDING_ENROUTE, 26 PENDING_ACCEPTED   no
+2 UNDELIVERABLE        4 UNDELIVERABLE_REJECTED_OPERATOR, 9 UNDELIVERABLE_NOT_DELIVERED,    on the last
+                       31 UNDELIVERABLE_NOT_SENT, 96 NO_ANSWER, 97 BUSY, 98 CANCELLED       step
+3 DELIVERED            2 DELIVERED_TO_OPERATOR (intermediate), 5 DELIVERED_TO_HANDSET       5 only
+4 EXPIRED              15 EXPIRED_EXPIRED, 29 EXPIRED_DLR_UNKNOWN                           on the last
+                                                                                            step
+5 REJECTED             6 REJECTED_NETWORK, 8 REJECTED_PREFIX_MISSING, 10 REJECTED_DND,      on any step
+                       11 REJECTED_SOURCE, 12 REJECTED_NOT_ENOUGH_CREDITS, 13 REJECTED_SENDER,
+                       14 REJECTED_DESTINATION_BLOCKLISTED, 18 REJECTED_DESTINATION_NOT_REGISTERED,
+                       19 REJECTED_ROUTE_NOT_AVAILABLE, 20 REJECTED_FLOODING_FILTER,
+                       21 REJECTED_SYSTEM_ERROR, 23 REJECTED_DUPLICATE_MESSAGE_ID,
+                       25 REJECTED_MESSAGE_TOO_LONG, 51 MISSING_TO, 52 REJECTED_DESTINATION
+=====================  ===================================================================  ===========
+
+Failover to the next step of the scenario happens when a step is undeliverable or expires.  A
+REJECTED status means the platform refused the message (routing, credits, sender, blocklist,
+duplicate id): no failover follows, so it is final on any step
+(:func:`~airflow_provider_omni.models.is_refused_at_send` is the one rule for "rejected").
 
 **Outcome of a destination** (:class:`Outcome`), from its final report:
 
 * delivered on ``VIBER`` -> ``VIBER_DELIVERED``;
 * delivered on any other channel (SMS, the fallback step) -> ``SMS_DELIVERED``;
-* final and not delivered on the *last* step of the scenario flow -> ``FAILED``;
-* a failure on a step that is not the last one (Viber, when SMS follows) is **not** final: the next
-  step can still deliver, so the destination stays ``PENDING`` until that step reports;
-* nothing final yet -> ``PENDING``.
+* rejected on any step, or final and not delivered on the *last* step of the flow -> ``FAILED``;
+* undeliverable or expired on a step that is not the last one (Viber, when SMS follows) is **not**
+  final: the next step can still deliver, so the destination stays ``PENDING`` until that step reports;
+* nothing final yet -> ``PENDING``.  With ``accept_delivered_to_operator_after``, a destination whose
+  last-step report is ``DELIVERED_TO_OPERATOR`` counts as delivered once that long has passed since it
+  was first seen (wall time of the process that saw it; some networks never send a handset report).
 
 Reports are correlated by ``bulkId`` and destination ``to``, never by ``messageId`` alone: the SMS
-fallback report may carry a different ``messageId`` than the send response.
+fallback report may carry a different ``messageId`` than the send response.  The destinations refused
+at send (the send XCom's ``bulks[].rejected``, listed in ``rejected_destinations``) are counted once, as
+``rejected_at_send``: their own reports and log rows in the bulk are not counted again.
 
 **Summary** (:meth:`DeliveryTracker.summary`, the sensor's XCom), a JSON dict:
 
@@ -52,8 +78,13 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +106,12 @@ DEFAULT_FLOW: tuple[str, ...] = (_VIBER, "SMS")
 #: How many failed destinations the summary lists in full.
 DEFAULT_FAILED_CAP = 100
 #: Version of :meth:`DeliveryTracker.to_state`; a state of another version is ignored (rebuilt).
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 _FINAL_GROUPS = frozenset({2, 4, 5})
 _FINAL_GROUP_NAMES = frozenset({"UNDELIVERABLE", "EXPIRED", "REJECTED"})
 _DELIVERED_GROUP = 3
+_DELIVERED_TO_OPERATOR = 2
 _DELIVERED_TO_HANDSET = 5
 _HASH_SIZE = 8
 
@@ -105,12 +137,36 @@ def _status_fields(
     return status.group_id, (status.group_name or "").upper() or None, status.id, (status.name or "").upper()
 
 
+def _delivered_with(status: Status | Mapping[str, Any] | None, status_id: int, name: str) -> bool:
+    group_id, group_name, found_id, found_name = _status_fields(status)
+    if group_id == _DELIVERED_GROUP or group_name == "DELIVERED":
+        return found_id == status_id or (found_id is None and found_name == name)
+    return False
+
+
 def is_delivered(status: Status | Mapping[str, Any] | None) -> bool:
     """Tell whether ``status`` is ``DELIVERED_TO_HANDSET`` (group 3, id 5), the final delivered status."""
-    group_id, group_name, status_id, name = _status_fields(status)
-    if group_id == _DELIVERED_GROUP or group_name == "DELIVERED":
-        return status_id == _DELIVERED_TO_HANDSET or (status_id is None and name == "DELIVERED_TO_HANDSET")
-    return False
+    return _delivered_with(status, _DELIVERED_TO_HANDSET, "DELIVERED_TO_HANDSET")
+
+
+def is_delivered_to_operator(status: Status | Mapping[str, Any] | None) -> bool:
+    """Tell whether ``status`` is ``DELIVERED_TO_OPERATOR`` (group 3, id 2): a handset report may follow."""
+    return _delivered_with(status, _DELIVERED_TO_OPERATOR, "DELIVERED_TO_OPERATOR")
+
+
+def is_rejected(status: Status | Mapping[str, Any] | None) -> bool:
+    """Tell whether ``status`` is in the REJECTED group: refused by the platform, final on any step.
+
+    The rule is :func:`~airflow_provider_omni.models.is_refused_at_send`, the one the send uses.
+    """
+    return status is not None and _refused_at_send_rule()(status)
+
+
+@functools.cache
+def _refused_at_send_rule() -> Callable[[Any], bool]:
+    from airflow_provider_omni.models import is_refused_at_send
+
+    return is_refused_at_send
 
 
 def is_final_status(status: Status | Mapping[str, Any] | None) -> bool:
@@ -133,8 +189,9 @@ def _channel_name(channel: OmniChannel | str | None) -> str | None:
     return str(getattr(channel, "value", channel)).upper()
 
 
-def normalize_flow(flow: Iterable[OmniChannel | str | Mapping[str, Any]] | None) -> tuple[str, ...]:
-    """Return the channel names of a scenario flow (steps, dicts with ``channel`` or names)."""
+def normalize_flow(flow: Iterable[Any] | None) -> tuple[str, ...]:
+    """Return the channel names of a scenario flow (steps with ``channel``, dicts with ``channel``,
+    channels or names)."""
     if flow is None:
         return DEFAULT_FLOW
     names: list[str] = []
@@ -150,6 +207,11 @@ def normalize_flow(flow: Iterable[OmniChannel | str | Mapping[str, Any]] | None)
     return tuple(names)
 
 
+def _is_last_step(name: str | None, flow: Sequence[str]) -> bool:
+    """A channel that is not in the flow counts as the last step (nothing known to follow it)."""
+    return not (name in flow and flow.index(name) < len(flow) - 1)
+
+
 def classify(
     channel: OmniChannel | str | None,
     status: Status | Mapping[str, Any] | None,
@@ -160,17 +222,23 @@ def classify(
     :param channel: the report's ``channel``, the step it is about.
     :param status: the report's ``status``.
     :param flow: the scenario's channels in order (:func:`normalize_flow`).
-    :return: ``PENDING`` when the report is not the end: an intermediate status, or a failure on a
-        step that a later step of the flow can still make good.
+    :return: ``PENDING`` when the report is not the end: an intermediate status, or an undeliverable
+        or expired step that a later step of the flow can still make good.  REJECTED is final on any
+        step (no failover follows a refusal).
     """
     if not is_final_status(status):
         return Outcome.PENDING
     name = _channel_name(channel)
     if is_delivered(status):
         return Outcome.VIBER_DELIVERED if name == _VIBER else Outcome.SMS_DELIVERED
-    if name in flow and flow.index(name) < len(flow) - 1:
-        return Outcome.PENDING
-    return Outcome.FAILED
+    if is_rejected(status) or _is_last_step(name, flow):
+        return Outcome.FAILED
+    return Outcome.PENDING
+
+
+def delivered_outcome(flow: Sequence[str]) -> Outcome:
+    """Return the outcome of a delivery on the last step of ``flow``."""
+    return Outcome.VIBER_DELIVERED if flow[-1] == _VIBER else Outcome.SMS_DELIVERED
 
 
 def destination_key(to: str | None) -> str:
@@ -188,13 +256,27 @@ def _unpack_keys(packed: str) -> set[str]:
     return {raw[i : i + _HASH_SIZE].hex() for i in range(0, len(raw), _HASH_SIZE)}
 
 
+#: One destination seen DELIVERED_TO_OPERATOR on the last step: first seen (epoch), price currency
+#: and amount of that report (counted when it is accepted as delivered).
+_Sighting = tuple[float, str | None, float]
+
+
 @dataclass
 class _Bucket:
-    """What the tracker knows about one bulk: expected size, counts, and who is final already."""
+    """What the tracker knows about one bulk: expected size, counts, and who is final already.
+
+    ``expected`` counts the destinations accepted by the send; ``refused`` those refused at send
+    (counted once, by the tracker, as rejected at send), of which ``refused_ids`` were listed by the
+    send and ``unlisted_found`` unlisted ones were recognised from their REJECTED record.
+    """
 
     expected: int
     counts: dict[str, int] = field(default_factory=dict)
     final: set[str] = field(default_factory=set)
+    refused: int = 0
+    refused_ids: frozenset[str] = frozenset()
+    unlisted_found: int = 0
+    operator: dict[str, _Sighting] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -203,6 +285,39 @@ class _Bucket:
     @property
     def finished(self) -> bool:
         return self.done >= self.expected
+
+    @property
+    def unlisted_left(self) -> int:
+        return max(self.refused - len(self.refused_ids) - self.unlisted_found, 0)
+
+
+def _bulk_of_refusal(message_id: Any, refused_per_bulk: Mapping[str, int]) -> str | None:
+    """Return the bulk of a refused destination listed without one (an XCom of an older send operator):
+    the only bulk with refusals, or the bulk whose id its message id starts with."""
+    candidates = [b for b, n in refused_per_bulk.items() if n]
+    if len(candidates) == 1:
+        return candidates[0]
+    text = str(message_id or "")
+    return next((b for b in candidates if text.startswith(f"{b}.")), None)
+
+
+def _group_sightings(sightings: Mapping[str, _Sighting]) -> list[list[Any]]:
+    """Pack sightings as ``[[first seen, currency, amount, packed keys], ...]``: one entry per poll."""
+    groups: dict[_Sighting, list[str]] = {}
+    for key, sighting in sightings.items():
+        groups.setdefault(sighting, []).append(key)
+    return [
+        [t, currency, amount, _pack_keys(keys)]
+        for (t, currency, amount), keys in sorted(groups.items(), key=str)
+    ]
+
+
+def _ungroup_sightings(groups: Iterable[Sequence[Any]]) -> dict[str, _Sighting]:
+    found: dict[str, _Sighting] = {}
+    for t, currency, amount, packed in groups:
+        for key in _unpack_keys(packed):
+            found[key] = (float(t), currency, float(amount))
+    return found
 
 
 class DeliveryTracker:
@@ -219,6 +334,9 @@ class DeliveryTracker:
     :param failed_cap: how many failed destinations to keep in full.
     :param show_full_numbers: keep phone numbers unshortened in the failed detail.
     :param key_by: ``"bulk"`` (correlate by ``bulkId`` and ``to``) or ``"message"`` (by ``messageId``).
+    :param accept_delivered_to_operator_after: seconds after which a destination whose last-step
+        report is ``DELIVERED_TO_OPERATOR`` counts as delivered (``None``: never).
+    :param clock: the wall clock of those seconds (``time.time``).
     """
 
     def __init__(
@@ -229,6 +347,8 @@ class DeliveryTracker:
         failed_cap: int = DEFAULT_FAILED_CAP,
         show_full_numbers: bool = False,
         key_by: str = "bulk",
+        accept_delivered_to_operator_after: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if key_by not in ("bulk", "message"):
             raise ValueError("key_by must be 'bulk' or 'message'")
@@ -236,11 +356,14 @@ class DeliveryTracker:
         self.failed_cap = failed_cap
         self.show_full_numbers = show_full_numbers
         self.key_by = key_by
+        self.accept_delivered_to_operator_after = accept_delivered_to_operator_after
+        self._clock = clock
         self._buckets: dict[str, _Bucket] = {b: _Bucket(int(n)) for b, n in expected.items() if int(n) > 0}
         self._price: dict[str, float] = {}
         self._errors: dict[str, int] = {}
         self._failed: list[dict[str, Any]] = []
         self._rejected_at_send = 0
+        self._refused_anywhere: frozenset[str] = frozenset()
         self._changed: set[str] = set()
         self._failed_without_error: set[str] = set()
 
@@ -249,22 +372,47 @@ class DeliveryTracker:
     @classmethod
     def from_send_result(cls, send_result: Mapping[str, Any], **kwargs: Any) -> DeliveryTracker:
         """Build a tracker for the bulks of a send operator's XCom, counting its rejected destinations."""
-        expected = {str(b["bulk_id"]): int(b.get("accepted") or 0) for b in send_result.get("bulks") or []}
-        tracker = cls(expected, **kwargs)
-        tracker.add_rejected_at_send(send_result)
+        return cls.from_send_results([send_result], **kwargs)
+
+    @classmethod
+    def from_send_results(cls, send_results: Sequence[Mapping[str, Any]], **kwargs: Any) -> DeliveryTracker:
+        """Build a tracker for the bulks of one or more send XComs (a mapped send)."""
+        bulks = [b for r in send_results for b in r.get("bulks") or []]
+        tracker = cls({str(b["bulk_id"]): int(b.get("accepted") or 0) for b in bulks}, **kwargs)
+        tracker.add_rejected_at_send(
+            {
+                "bulks": bulks,
+                "rejected": sum(int(r.get("rejected") or 0) for r in send_results),
+                "rejected_destinations": [
+                    d for r in send_results for d in r.get("rejected_destinations") or []
+                ],
+            }
+        )
         return tracker
 
     def add_rejected_at_send(self, send_result: Mapping[str, Any]) -> None:
-        """Count the destinations the send response rejected as ``FAILED`` (listed up to the cap)."""
+        """Count the destinations the send response rejected as ``FAILED`` (listed up to the cap).
+
+        Their own reports and log rows in their bulk are then recognised and not counted again: by the
+        message ids listed in ``rejected_destinations`` and, for those not listed, by the number of
+        refused destinations of each bulk (``bulks[].rejected``).
+        """
         self._rejected_at_send = int(send_result.get("rejected") or 0)
         if self._rejected_at_send:
             self._errors["REJECTED_AT_SEND"] = self._rejected_at_send
+        counts = {str(b["bulk_id"]): int(b.get("rejected") or 0) for b in send_result.get("bulks") or []}
+        listed: dict[str, list[str]] = {}
+        unattributed: list[str] = []
         for item in send_result.get("rejected_destinations") or []:
+            message_id = item.get("message_id")
+            bulk_id = item.get("bulk_id") or _bulk_of_refusal(message_id, counts)
+            if message_id:
+                (listed.setdefault(str(bulk_id), []) if bulk_id else unattributed).append(str(message_id))
             self._add_failed_detail(
                 {
                     "to": item.get("to"),
-                    "bulk_id": item.get("bulk_id"),
-                    "message_id": item.get("message_id"),
+                    "bulk_id": bulk_id,
+                    "message_id": message_id,
                     "channel": None,
                     "status": item.get("status"),
                     "error": None,
@@ -272,6 +420,28 @@ class DeliveryTracker:
                     "_k": None,
                 }
             )
+        self.set_refusals({"counts": counts, "message_ids": listed, "unattributed": unattributed})
+
+    def set_refusals(self, refusals: Mapping[str, Any] | None) -> None:
+        """Tell which destinations of the bulks were refused at send (:meth:`refusals` of a tracker).
+
+        They are not counted by this tracker (the one holding the send's result counts them).
+        """
+        refusals = refusals or {}
+        counts = refusals.get("counts") or {}
+        listed = refusals.get("message_ids") or {}
+        self._refused_anywhere = frozenset(map(str, refusals.get("unattributed") or []))
+        for bucket_id, bucket in self._buckets.items():
+            bucket.refused = int(counts.get(bucket_id) or 0)
+            bucket.refused_ids = frozenset(map(str, listed.get(bucket_id) or []))
+
+    def refusals(self) -> dict[str, Any]:
+        """Return the refused-at-send destinations as given (JSON-safe; bounded by the send's list)."""
+        return {
+            "counts": {b: s.refused for b, s in self._buckets.items() if s.refused},
+            "message_ids": {b: sorted(s.refused_ids) for b, s in self._buckets.items() if s.refused_ids},
+            "unattributed": sorted(self._refused_anywhere),
+        }
 
     # -- ingestion ------------------------------------------------------------------------------------
 
@@ -282,7 +452,7 @@ class DeliveryTracker:
         """Take one report or log row into account.
 
         :return: the destination's new outcome when this record made it final, else ``None`` (not
-            final yet, a destination already final, or a bulk this tracker does not follow).
+            final yet, a destination already final or refused at send, or a bulk not followed).
         """
         bucket_id = self._bucket_id(record)
         bucket = self._buckets.get(bucket_id) if bucket_id else None
@@ -292,20 +462,90 @@ class DeliveryTracker:
         if key in bucket.final or bucket.finished:
             self._complete_error(bucket_id, key, record)
             return None
+        if self._is_refusal(bucket, record):
+            bucket.final.add(key)
+            self._changed.add(bucket_id)
+            return None
         outcome = classify(record.channel, record.status, self.flow)
         if outcome is Outcome.PENDING:
+            self._note_delivered_to_operator(bucket_id, bucket, key, record)
             return None
-        bucket.final.add(key)
-        bucket.counts[outcome.value] = bucket.counts.get(outcome.value, 0) + 1
-        self._changed.add(bucket_id)
+        bucket.operator.pop(key, None)
+        self._make_final(bucket_id, bucket, key, outcome)
         self._add_price(record)
         if outcome is Outcome.FAILED:
             self._add_failure(bucket_id, key, record)
             if getattr(record, "error", None) is None:
                 self._failed_without_error.add(bucket_id)
+        return outcome
+
+    def _make_final(self, bucket_id: str, bucket: _Bucket, key: str, outcome: Outcome) -> None:
+        bucket.final.add(key)
+        bucket.counts[outcome.value] = bucket.counts.get(outcome.value, 0) + 1
+        self._changed.add(bucket_id)
         if bucket.finished:
             bucket.final.clear()
-        return outcome
+            bucket.operator.clear()
+
+    def _is_refusal(self, bucket: _Bucket, record: Record) -> bool:
+        """Tell whether ``record`` is about a destination refused at send (counted elsewhere, once)."""
+        if self.key_by != "bulk" or not (bucket.refused or self._refused_anywhere):
+            return False
+        if not is_rejected(record.status):
+            return False
+        if record.message_id in bucket.refused_ids or record.message_id in self._refused_anywhere:
+            return True
+        if bucket.unlisted_left:  # one of the refused destinations the send did not list
+            bucket.unlisted_found += 1
+            return True
+        return False
+
+    def _note_delivered_to_operator(self, bucket_id: str, bucket: _Bucket, key: str, record: Record) -> None:
+        """Remember when a destination was first seen DELIVERED_TO_OPERATOR on the last step."""
+        if self.accept_delivered_to_operator_after is None or key in bucket.operator:
+            return
+        if not is_delivered_to_operator(record.status) or not _is_last_step(
+            _channel_name(record.channel), self.flow
+        ):
+            return
+        price = record.price
+        amount = 0.0
+        if price is not None and price.price_per_message is not None and price.currency:
+            amount = price.price_per_message * (record.message_count or 1)
+        bucket.operator[key] = (self._clock(), price.currency if price is not None else None, amount)
+        self._changed.add(bucket_id)
+
+    def _accept_delivered_to_operator(self) -> None:
+        """Count as delivered the destinations DELIVERED_TO_OPERATOR for long enough."""
+        after = self.accept_delivered_to_operator_after
+        if after is None:
+            return
+        now = self._clock()
+        outcome = delivered_outcome(self.flow)
+        for bucket_id, bucket in self._buckets.items():
+            for key, (seen, currency, amount) in sorted(bucket.operator.items()):
+                if bucket.finished or now - seen < after:
+                    continue
+                del bucket.operator[key]
+                self._make_final(bucket_id, bucket, key, outcome)
+                if currency:
+                    self._price[currency] = round(self._price.get(currency, 0.0) + amount, 6)
+
+    def delivered_to_operator_state(self) -> dict[str, list[list[Any]]]:
+        """Return the DELIVERED_TO_OPERATOR sightings per bulk (JSON-safe), for a trigger to go on with."""
+        return {b: _group_sightings(s.operator) for b, s in self._buckets.items() if s.operator}
+
+    def seed_delivered_to_operator(self, state: Mapping[str, Iterable[Sequence[Any]]] | None) -> None:
+        """Take the sightings of :meth:`delivered_to_operator_state` (the earliest sighting wins)."""
+        for bucket_id, groups in (state or {}).items():
+            bucket = self._buckets.get(bucket_id)
+            if bucket is None or bucket.finished:
+                continue
+            for key, sighting in _ungroup_sightings(groups).items():
+                known = bucket.operator.get(key)
+                if key not in bucket.final and (known is None or sighting[0] < known[0]):
+                    bucket.operator[key] = sighting
+                    self._changed.add(bucket_id)
 
     def ingest_many(self, records: Iterable[Record]) -> int:
         """Take several records into account; return how many destinations became final."""
@@ -365,6 +605,10 @@ class DeliveryTracker:
         found, self._failed_without_error = self._failed_without_error, set()
         return found
 
+    def note_failed_without_error(self, bucket_ids: Iterable[str]) -> None:
+        """Ask again for the errors of these bulks (their report request failed)."""
+        self._failed_without_error.update(bucket_ids)
+
     def pop_changed(self) -> set[str]:
         """Return the bulks whose set of final destinations changed since the last call."""
         changed, self._changed = self._changed, set()
@@ -408,7 +652,11 @@ class DeliveryTracker:
         }
 
     def unfinished(self) -> list[str]:
-        """Return the bulk ids (or message ids) that still have destinations without a final outcome."""
+        """Return the bulk ids (or message ids) that still have destinations without a final outcome.
+
+        Destinations DELIVERED_TO_OPERATOR for long enough are accepted as delivered first.
+        """
+        self._accept_delivered_to_operator()
         return [b for b, bucket in self._buckets.items() if not bucket.finished]
 
     @property
@@ -418,6 +666,7 @@ class DeliveryTracker:
 
     def counts(self) -> dict[str, int]:
         """Return the number of destinations by outcome, ``PENDING`` included."""
+        self._accept_delivered_to_operator()
         result = {o.value: 0 for o in Outcome}
         for bucket in self._buckets.values():
             for name, n in bucket.counts.items():
@@ -446,16 +695,25 @@ class DeliveryTracker:
 
     def to_state(self) -> dict[str, Any]:
         """Return the tracker as a JSON-safe dict (see :meth:`from_state`)."""
+        self._accept_delivered_to_operator()
         return {
             "version": STATE_VERSION,
             "flow": list(self.flow),
             "failed_cap": self.failed_cap,
             "show_full_numbers": self.show_full_numbers,
             "key_by": self.key_by,
+            "accept_delivered_to_operator_after": self.accept_delivered_to_operator_after,
             "buckets": {
-                b: {"expected": s.expected, "counts": dict(s.counts), "final": _pack_keys(s.final)}
+                b: {
+                    "expected": s.expected,
+                    "counts": dict(s.counts),
+                    "final": _pack_keys(s.final),
+                    "operator": _group_sightings(s.operator),
+                    "unlisted_found": s.unlisted_found,
+                }
                 for b, s in self._buckets.items()
             },
+            "refusals": self.refusals(),
             "price": dict(self._price),
             "errors": dict(self._errors),
             "failed": list(self._failed),
@@ -463,7 +721,9 @@ class DeliveryTracker:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> DeliveryTracker:
+    def from_state(
+        cls, state: Mapping[str, Any], *, clock: Callable[[], float] = time.time
+    ) -> DeliveryTracker:
         """Rebuild a tracker from :meth:`to_state`; raise ``ValueError`` on a state of another version."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown tracker state version {state.get('version')!r}")
@@ -473,11 +733,18 @@ class DeliveryTracker:
             failed_cap=state["failed_cap"],
             show_full_numbers=state["show_full_numbers"],
             key_by=state["key_by"],
+            accept_delivered_to_operator_after=state["accept_delivered_to_operator_after"],
+            clock=clock,
         )
         for bucket_id, data in state["buckets"].items():
             tracker._buckets[bucket_id] = _Bucket(
-                int(data["expected"]), dict(data["counts"]), _unpack_keys(data["final"])
+                int(data["expected"]),
+                dict(data["counts"]),
+                _unpack_keys(data["final"]),
+                unlisted_found=int(data["unlisted_found"]),
+                operator=_ungroup_sightings(data["operator"]),
             )
+        tracker.set_refusals(state["refusals"])
         tracker._price = dict(state["price"])
         tracker._errors = dict(state["errors"])
         tracker._failed = [dict(item) for item in state["failed"]]
@@ -504,17 +771,34 @@ def latest_per_destination(records: Iterable[Record], flow: Sequence[str] = DEFA
     return [record for _, record in best.values()]
 
 
-def detail_line(record: Record, flow: Sequence[str], *, show_full_numbers: bool = False) -> dict[str, Any]:
-    """Return the per-destination detail of one log row or report (one JSON line of ``detail_path``)."""
+def detail_line(
+    record: Record,
+    flow: Sequence[str],
+    *,
+    show_full_numbers: bool = False,
+    delivered_to_operator: Outcome | None = None,
+) -> dict[str, Any]:
+    """Return the per-destination detail of one log row or report (one JSON line of ``detail_path``).
+
+    :param delivered_to_operator: the outcome of a row DELIVERED_TO_OPERATOR on the last step, when
+        the wait accepted those as delivered (else it is ``PENDING``).
+    """
     error = getattr(record, "error", None)
     price = record.price
+    outcome = classify(record.channel, record.status, flow)
+    if (
+        delivered_to_operator is not None
+        and is_delivered_to_operator(record.status)
+        and _is_last_step(_channel_name(record.channel), flow)
+    ):
+        outcome = delivered_to_operator
     return {
         "to": shorten_phone_number(record.to, full=show_full_numbers),
         "bulk_id": record.bulk_id,
         "message_id": record.message_id,
         "channel": _channel_name(record.channel),
         "status": record.status.name if record.status else None,
-        "outcome": classify(record.channel, record.status, flow).value,
+        "outcome": outcome.value,
         "error": error.name if error is not None else None,
         "permanent": error.permanent if error is not None else None,
         "price": price.price_per_message if price is not None else None,
@@ -588,3 +872,132 @@ def more_logs_requests(
     if logs_page_is_complete(rows, (expected or {}).get(bulk_id), flow):
         return []
     return [{**request, "channel": channel} for channel in flow]
+
+
+# -- the identity of a send (stored state is used only for the send it was made for) -----------------
+
+
+def fingerprint(value: Any) -> str:
+    """Return a short, stable hash of a JSON-able value (keys sorted)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def send_fingerprint(send_results: Sequence[Mapping[str, Any]]) -> str:
+    """Return the fingerprint of one or more send XComs: what was sent where, and when.
+
+    It covers the scenario key, the bulk ids with their accepted and rejected counts, the rejected
+    total and the message ids of the listed rejections, and ``sent_at`` (the epoch of the first
+    request) when the XCom has it: a send cleared and run again has a new ``sent_at``, so its
+    fingerprint differs even when its bulk ids are the same.
+    """
+    return fingerprint(
+        [
+            {
+                "scenario_key": result.get("scenario_key"),
+                "sent_at": result.get("sent_at"),
+                "bulks": sorted(
+                    (str(b.get("bulk_id")), int(b.get("accepted") or 0), int(b.get("rejected") or 0))
+                    for b in result.get("bulks") or []
+                ),
+                "rejected": int(result.get("rejected") or 0),
+                "rejected_ids": sorted(
+                    str(item.get("message_id")) for item in result.get("rejected_destinations") or []
+                ),
+            }
+            for result in send_results
+        ]
+    )
+
+
+# -- failures while waiting: ride out what can heal, with backoff --------------------------------------
+
+#: First wait after a failed poll (seconds), and the longest; jittered, never sooner than the poll
+#: interval nor than a ``Retry-After``.  Read at call time (tests shrink them).
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 300.0
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Tell whether a wait should ride ``error`` out (and poll again later) rather than end.
+
+    Transient: :class:`~airflow_provider_omni.exceptions.OmniServerError` (5xx, connection errors,
+    timeouts, an empty or broken answer), :class:`~airflow_provider_omni.exceptions.OmniRateLimitError`
+    (429), any other :class:`~airflow_provider_omni.exceptions.OmniError` (an unexpected answer), and
+    transport errors of the HTTP clients.  Not transient (they cannot heal): ``OmniAuthError``
+    (401/403), ``OmniValidationError`` (a 400: the request is wrong), ``OmniConfigurationError`` (a
+    redirecting base URL, a credential with a line break), ``OmniNotFoundError``, a bad URL, and any
+    other exception (a bug).
+    """
+    from airflow_provider_omni.exceptions import (
+        OmniAuthError,
+        OmniConfigurationError,
+        OmniError,
+        OmniNotFoundError,
+        OmniValidationError,
+    )
+
+    if isinstance(error, OmniAuthError | OmniValidationError | OmniConfigurationError | OmniNotFoundError):
+        return False
+    if isinstance(error, OmniError):
+        return True
+    return _is_transport_error(error)
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    import httpx
+    import requests
+
+    if isinstance(
+        error,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.InvalidHeader
+        | requests.exceptions.URLRequired
+        | httpx.UnsupportedProtocol
+        | httpx.LocalProtocolError
+        | httpx.InvalidURL,
+    ):
+        return False
+    return isinstance(
+        error, requests.RequestException | httpx.TransportError | TimeoutError | ConnectionError
+    )
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    interval: float,
+    retry_after: float | None = None,
+    first: float | None = None,
+    cap: float | None = None,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Return the seconds to wait after ``failures`` failed polls in a row (1 for the first).
+
+    ``first * 2**(failures - 1)`` capped at ``cap``, of which a random half is jitter; never less than
+    the poll ``interval`` nor than ``retry_after`` (itself capped at ``cap``).
+    """
+    first = BACKOFF_FIRST if first is None else first
+    cap = BACKOFF_CAP if cap is None else cap
+    ceiling = min(cap, first * 2 ** max(failures - 1, 0))
+    delay = ceiling / 2 + rng() * ceiling / 2
+    return max(interval, delay, min(retry_after or 0.0, cap))
+
+
+_PHONE_NUMBER = re.compile(r"(?<![\w.+-])\+?\d{8,15}(?![\w.-])")
+
+
+def hide_phone_numbers(text: str) -> str:
+    """Shorten what looks like a phone number in ``text`` (8 to 15 digits standing alone)."""
+    return _PHONE_NUMBER.sub(lambda m: shorten_phone_number(m.group()), text)
+
+
+def safe_error_text(error: BaseException, *, show_full_numbers: bool = False) -> str:
+    """Return ``Type: message`` of an error for a log line or an event: no phone number in full.
+
+    (The hook's errors carry no secret: it removes them from its messages.)
+    """
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if show_full_numbers else hide_phone_numbers(text)

@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_omni.hooks.omni import OmniHook
-from airflow_provider_omni.sensors.delivery_report import STATE_KEY, OmniDeliveryReportSensor
+from airflow_provider_omni.sensors.delivery_report import STATE_KEY, WAIT_KEY, OmniDeliveryReportSensor
 from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
 
 FLOW = [{"channel": "VIBER", "from": "InfoSMS"}, {"channel": "SMS", "from": "InfoSMS"}]
@@ -458,6 +458,23 @@ def xcom_of(dag_run: Any, task_id: str) -> Any:
         return XComModel.deserialize_value(row)
 
 
+def stored_value(dag_run: Any, task_id: str, key: str) -> Any:
+    """A value of the real task state store (Airflow 3.3) of a task of a DAG run."""
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.scalar(
+            select(TaskStateStoreModel.value).where(
+                TaskStateStoreModel.dag_run_id == dag_run.id,
+                TaskStateStoreModel.task_id == task_id,
+                TaskStateStoreModel.key == key,
+            )
+        )
+    return None if value is None else json.loads(value)
+
+
 def _comparable(summary: dict[str, Any]) -> dict[str, Any]:
     failed = sorted((f["to"], f["status"], f["channel"]) for f in summary["failed"])
     return {**summary, "bulks": len(summary["bulks"]), "failed": failed, "price": summary["price"]}
@@ -481,6 +498,11 @@ def test_poke_reschedule_and_deferrable_give_the_same_summary(
         dag_run = run_dag(failover_dag(f"wait_modes_{name}", ALL_PERSONAS, **options))
         assert task_states(dag_run)["wait"] == "success", name
         summaries[name] = xcom_of(dag_run, "wait")
+        # the real store keeps the wait's start for the first try (since the last clear) and the
+        # flow read from the scenario
+        wait = stored_value(dag_run, "wait", WAIT_KEY)
+        assert wait["generation"] == 1 and wait["started_at"] > 0, name
+        assert wait["flow"] == ["VIBER", "SMS"], name
     assert "[DAG TEST] running trigger in line" in caplog.text  # the deferrable one did defer
     assert summaries["poke"]["outcomes"] == EXPECTED_ALL
     assert summaries["poke"]["errors"] == {"EC_ABSENT_SUBSCRIBER": 1, "EC_VALIDITY_EXPIRED": 1}

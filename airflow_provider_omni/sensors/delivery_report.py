@@ -6,7 +6,7 @@ import ast
 import json
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -32,8 +32,12 @@ if TYPE_CHECKING:
 # A DAG file imports this module: the hook (requests, the models), the outcome logic and the trigger
 # are imported where they are used, at run time.
 
-#: Key of the tracker in the task state store (Airflow 3.3+); per-bulk sets use ``<key>.final.<n>``.
+#: Key of the tracker in the task state store (Airflow 3.3+); per-bulk sets use ``<key>.final.<n>``
+#: and ``<key>.operator.<n>``.
 STATE_KEY = "omni_delivery_tracker"
+#: Key of what is kept about the wait itself: the send's fingerprint, the first try's start, the flow
+#: read from the scenario, failures in a row.
+WAIT_KEY = "omni_delivery_wait"
 _DEFAULT_CONN_ID = "omni_default"
 _DEFAULT_FAILED_CAP = 100
 _REPORTS_LIMIT = 1000
@@ -112,7 +116,22 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     state store (Airflow 3.3+) between reschedules and tries, and rebuilt from the re-readable
     ``GET /omni/1/logs`` when it may be lost (a new process without stored state, a deferral, a crash
     in the middle of a poke): one logs request per unfinished bulk.  The first poke of the first try
-    reads no logs (nothing can have been consumed yet).
+    reads no logs (nothing can have been consumed yet).  Stored state is used only for the send it
+    was made for (a fingerprint of the send: bulk ids and counts, refusals, scenario, ``sent_at``):
+    a cleared send and sensor start over.
+
+    The flow (which step is the last one) is the scenario's: read once (``GET`` the send's scenario,
+    or the account's default scenario when the send used none) and kept with the stored state and in
+    the trigger, unless ``flow`` is given.
+
+    Failures that can heal (5xx, 429, connection errors and timeouts, an empty answer) do not end the
+    wait: a poke that fails logs a warning and is "not done", and the next one comes after a backoff
+    (growing, jittered, capped at 5 minutes, at least the ``Retry-After``), until the deadline.  What
+    cannot heal (401/403, a 400, a 404, a redirecting base URL) fails the task at once.  The deadline
+    is ``timeout`` after the start of the first try: a retry goes on with it (kept in the task state
+    store; a clear starts a new wait).  Without a task state store (Airflow before 3.3), a retry in
+    poke or deferrable mode starts the timeout again; in reschedule mode it counts from the first
+    reschedule, as Airflow does.
 
     :param send_result: the send operator's XCom (templated; typically its ``XComArg`` or
         ``"{{ ti.xcom_pull('send') }}"``), or a list of them for a mapped send.
@@ -121,8 +140,10 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     :param message_ids: instead of either: message ids to wait for (one destination each).  A
         fallback report carrying a new message id cannot be seen this way; prefer bulk ids.
     :param omni_conn_id: the Infobip OMNI connection.
-    :param flow: the scenario's channels in order, default ``["VIBER", "SMS"]``.  A failure on a step
-        that is not the last one does not end the wait.
+    :param flow: the scenario's channels in order.  Default: the flow of the send's scenario (read
+        once); with ``bulk_ids`` or ``message_ids``, ``["VIBER", "SMS"]``.  A failure (undeliverable,
+        expired) on a step that is not the last one does not end the wait; a REJECTED status does,
+        on any step.
     :param succeed_on_timeout: at the timeout, succeed with the destinations still pending counted
         as ``PENDING`` (``timed_out`` true) instead of failing.
     :param detail_path: where to write one JSON line per destination (from the logs) when done: a
@@ -131,6 +152,11 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     :param logs_reconcile_interval: seconds between two reads of the logs of the unfinished bulks
         while waiting (default 600; ``None`` never): a safety net for reports lost on the way (a report
         answer that failed after the server handed the reports out).  Logs allow 120 requests/minute.
+    :param accept_delivered_to_operator_after: count a destination whose last-step report is
+        ``DELIVERED_TO_OPERATOR`` as delivered once this long (``timedelta`` or seconds) has passed
+        since it was first seen (wall time of the worker or triggerer; kept across reschedules,
+        retries and the deferral).  For networks that never send a handset report.  Default ``None``:
+        such a destination stays ``PENDING`` until a final report or the timeout.
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
@@ -149,6 +175,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         detail_path: str | None = None,
         failed_cap: int = _DEFAULT_FAILED_CAP,
         logs_reconcile_interval: float | None = 600.0,
+        accept_delivered_to_operator_after: timedelta | float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -164,16 +191,24 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         self.bulk_ids = bulk_ids
         self.message_ids = message_ids
         self.omni_conn_id = omni_conn_id
-        self.flow = list(normalize_flow(flow))
+        self.flow = None if flow is None else list(normalize_flow(flow))
         self.succeed_on_timeout = succeed_on_timeout
         self.detail_path = detail_path
         self.failed_cap = failed_cap
         self.logs_reconcile_interval = logs_reconcile_interval
+        self.accept_delivered_to_operator_after = _seconds(accept_delivered_to_operator_after)
         self.deferrable = deferrable
         self._tracker: DeliveryTracker | None = None
+        self._resolved_flow: tuple[str, ...] | None = None
+        self._fingerprint: str | None = None
+        self._wait: dict[str, Any] | None = None
         self._wait_timeout: float | None = None
-        self._poke_started: float | None = None
+        self._deadline: float | None = None
+        self._failures = 0
+        self._retry_after: float | None = None
+        self._problem = ""
         self._logs_read_at = 0.0
+        self._logs_due = False
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -184,27 +219,98 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     # -- what to wait for ------------------------------------------------------------------------------
 
-    def _new_tracker(self) -> DeliveryTracker:
+    def _target_fingerprint(self) -> str:
+        """Return the fingerprint of what this sensor waits for (the send, and ``flow`` when given)."""
+        from airflow_provider_omni.outcome import fingerprint, send_fingerprint
+
+        if self._fingerprint is None:
+            targets: dict[str, Any]
+            if self.send_result is not None:
+                targets = {"send": send_fingerprint(_send_results(self.send_result))}
+            elif self.message_ids is not None:
+                targets = {"message_ids": sorted(self._message_ids())}
+            else:
+                bulks = parse_xcom_value(self.bulk_ids)
+                bulks = [bulks] if isinstance(bulks, str) else bulks
+                targets = {"bulk_ids": dict(bulks) if isinstance(bulks, Mapping) else sorted(map(str, bulks))}
+            self._fingerprint = fingerprint({**targets, "flow": self.flow})
+        return self._fingerprint
+
+    def _message_ids(self) -> list[str]:
+        ids = parse_xcom_value(self.message_ids)
+        return [ids] if isinstance(ids, str) else [str(i) for i in ids]
+
+    def _flow(self, context: Context) -> tuple[str, ...]:
+        """Return the flow: ``flow``, else the scenario's (read once, then kept in the task state store)."""
+        if self.flow is not None:
+            return tuple(self.flow)
+        if self._resolved_flow is None:
+            cached = self._wait_record(context).get("flow")
+            if cached:
+                self._resolved_flow = tuple(cached)
+            else:
+                self._resolved_flow = self._scenario_flow()
+                self._save_wait(context, flow=list(self._resolved_flow))
+        return self._resolved_flow
+
+    def _scenario_flow(self) -> tuple[str, ...]:
+        """Read the flow of the send's scenario (its ``scenario_key``, or the account's default)."""
+        from airflow_provider_omni.outcome import DEFAULT_FLOW
+
+        results = _send_results(self.send_result) if self.send_result is not None else []
+        if not results or any("scenario_key" not in r for r in results):
+            return DEFAULT_FLOW
+        flows = {
+            key: self._flow_of_scenario(key) for key in dict.fromkeys(r.get("scenario_key") for r in results)
+        }
+        if len(set(flows.values())) > 1:
+            raise AirflowException(
+                f"The sends use scenarios with different flows ({flows}); wait for each scenario's sends "
+                "with its own sensor"
+            )
+        flow = next(iter(flows.values()))
+        self.log.info("Scenario flow: %s", " -> ".join(flow))
+        return flow
+
+    def _flow_of_scenario(self, key: str | None) -> tuple[str, ...]:
+        from airflow_provider_omni.exceptions import OmniConfigurationError, OmniNotFoundError
+        from airflow_provider_omni.outcome import normalize_flow
+
+        advice = "give the sensor the scenario's flow, e.g. flow=['VIBER', 'SMS']"
+        if key:
+            try:
+                scenario = self.hook.get_scenario(str(key))
+            except OmniNotFoundError as err:
+                raise OmniNotFoundError(
+                    f"The scenario {key} of the send is not on this account (deleted?): {advice}"
+                ) from err
+        else:
+            scenarios = self.hook.list_scenarios(is_default=True, limit=1)
+            if not scenarios:
+                raise OmniConfigurationError(
+                    f"The send used the account's default scenario, but the account has none now: {advice}"
+                )
+            scenario = scenarios[0]
+        try:
+            return normalize_flow(scenario.flow)
+        except ValueError:
+            raise OmniConfigurationError(f"The scenario {scenario.key} has no flow: {advice}") from None
+
+    def _new_tracker(self, context: Context) -> DeliveryTracker:
         """Build an empty tracker for the targets (sizes of bare bulk ids are read from the logs)."""
         from airflow_provider_omni.outcome import DeliveryTracker, latest_per_destination
 
+        flow = self._flow(context)
         options: dict[str, Any] = {
-            "flow": self.flow,
+            "flow": flow,
             "failed_cap": self.failed_cap,
             "show_full_numbers": self.hook.show_full_numbers,
+            "accept_delivered_to_operator_after": self.accept_delivered_to_operator_after,
         }
         if self.send_result is not None:
-            results = _send_results(self.send_result)
-            expected = {
-                str(b["bulk_id"]): int(b.get("accepted") or 0) for r in results for b in r.get("bulks") or []
-            }
-            tracker = DeliveryTracker(expected, **options)
-            tracker.add_rejected_at_send(_rejected_of(results))
-            return tracker
+            return DeliveryTracker.from_send_results(_send_results(self.send_result), **options)
         if self.message_ids is not None:
-            ids = parse_xcom_value(self.message_ids)
-            ids = [ids] if isinstance(ids, str) else list(ids)
-            return DeliveryTracker(dict.fromkeys(map(str, ids), 1), key_by="message", **options)
+            return DeliveryTracker(dict.fromkeys(self._message_ids(), 1), key_by="message", **options)
         bulks = parse_xcom_value(self.bulk_ids)
         if isinstance(bulks, str):
             bulks = [bulks]
@@ -212,8 +318,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             return DeliveryTracker({str(k): int(v) for k, v in bulks.items()}, **options)
         sizes = {}
         for bulk_id in map(str, bulks):
-            rows = list(fetch_logs_sync(self.hook, [bulk_id], "bulk", self.flow))
-            sizes[bulk_id] = len(latest_per_destination(rows, self.flow))
+            rows = list(fetch_logs_sync(self.hook, [bulk_id], "bulk", flow))
+            sizes[bulk_id] = len(latest_per_destination(rows, flow))
         self.log.info("Destinations per bulk, from the logs: %s", sizes)
         return DeliveryTracker(sizes, **options)
 
@@ -223,23 +329,47 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     def _store(context: Context) -> Any:
         return context.get("task_state_store")  # type: ignore[misc]
 
+    def _wait_record(self, context: Context) -> dict[str, Any]:
+        """Return what is kept about this wait (start, flow, failures), for this send only."""
+        if self._wait is None:
+            store = self._store(context)
+            stored = store.get(WAIT_KEY) if store is not None else None
+            fingerprint = self._target_fingerprint()
+            mine = _of_this_send(stored, fingerprint)
+            self._wait = dict(mine) if mine is not None else {"fingerprint": fingerprint}
+            self._failures = int(self._wait.get("failures") or 0)
+            self._retry_after = self._wait.get("retry_after")
+        return self._wait
+
+    def _save_wait(self, context: Context, **changes: Any) -> None:
+        record = self._wait_record(context)
+        record.update(changes)
+        store = self._store(context)
+        if store is not None:
+            store.set(WAIT_KEY, record)
+
     def _load_tracker(self, context: Context) -> DeliveryTracker:
         """Return the tracker: in memory, else from the task state store, else rebuilt from the logs."""
         if self._tracker is not None:
             return self._tracker
         store = self._store(context)
         stored = store.get(STATE_KEY) if store is not None else None
-        if isinstance(stored, dict) and not stored.get("dirty", True):
+        mine = _of_this_send(stored, self._target_fingerprint())
+        if mine is not None and not mine.get("dirty", True):
             try:
-                tracker = self._restore(store, stored["state"])
+                tracker = self._restore(store, mine["state"])
             except (KeyError, ValueError, TypeError) as err:
                 self.log.warning("Stored delivery state unusable (%s); rebuilding it from the logs", err)
             else:
-                self._logs_read_at = float(stored.get("logs_read_at") or 0.0)
+                self._logs_read_at = float(mine.get("logs_read_at") or 0.0)
                 self.log.info("Restored delivery state: %s", tracker.counts())
                 self._tracker = tracker
                 return tracker
-        tracker = self._new_tracker()
+        elif mine is None and isinstance(stored, dict) and stored.get("state"):
+            self.log.info("The stored delivery state is about another send (a cleared task?): not used")
+        tracker = self._new_tracker(context)
+        if mine is not None:
+            self._salvage_sightings(store, mine, tracker)
         if self._nothing_consumed_yet(context, stored):
             self.log.info("First poke of the first try: no report consumed yet, no need to read the logs")
             self._logs_read_at = time.time()  # as complete as a fresh read: the next one is due later
@@ -247,6 +377,18 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             self._rebuild_from_logs(tracker)
         self._tracker = tracker
         return tracker
+
+    def _salvage_sightings(self, store: Any, stored: dict[str, Any], tracker: DeliveryTracker) -> None:
+        """Keep when destinations were first seen DELIVERED_TO_OPERATOR from a state that may have
+        fallen behind (a crash, a deferral): those sightings stay true, and the logs may not tell them."""
+        if self.accept_delivered_to_operator_after is None or not stored.get("state"):
+            return
+        try:
+            tracker.seed_delivered_to_operator(
+                self._restore(store, stored["state"]).delivered_to_operator_state()
+            )
+        except (KeyError, ValueError, TypeError) as err:
+            self.log.info("Could not read the earlier DELIVERED_TO_OPERATOR sightings (%s)", err)
 
     def _nothing_consumed_yet(self, context: Context, stored: Any) -> bool:
         """Tell whether no earlier run of this task instance can have consumed any of its reports.
@@ -265,48 +407,61 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         return not self.reschedule
 
     def _reconcile_due(self) -> bool:
+        """Tell whether to read the logs again: after a failed poll, or every ``logs_reconcile_interval``."""
         interval = self.logs_reconcile_interval
-        return interval is not None and time.time() - self._logs_read_at >= interval
+        return self._logs_due or (interval is not None and time.time() - self._logs_read_at >= interval)
 
     def _restore(self, store: Any, state: dict[str, Any]) -> DeliveryTracker:
         from airflow_provider_omni.outcome import DeliveryTracker
 
         state = json.loads(json.dumps(state))
         for index, (bucket_id, data) in enumerate(state["buckets"].items()):
-            if data.get("final") is None:
-                done = sum(data["counts"].values())
-                data["final"] = (
-                    "" if done == 0 or done >= data["expected"] else store.get(f"{STATE_KEY}.final.{index}")
-                )
-                if data["final"] is None:
-                    raise ValueError(f"missing the final set of {bucket_id}")
-        return DeliveryTracker.from_state(state)
+            for part in ("final", "operator"):
+                if data.get(part) is not None:
+                    continue
+                data[part] = store.get(f"{STATE_KEY}.{part}.{index}") if data.get(f"has_{part}") else None
+                if data[part] is None and data.get(f"has_{part}"):
+                    raise ValueError(f"missing the {part} set of {bucket_id}")
+            data["final"] = data["final"] or ""
+            data["operator"] = data["operator"] or []
+        tracker = DeliveryTracker.from_state(state)
+        tracker.accept_delivered_to_operator_after = self.accept_delivered_to_operator_after
+        return tracker
 
     def _rebuild_from_logs(self, tracker: DeliveryTracker) -> None:
         unfinished = tracker.unfinished()
         if not unfinished:
             return
-        self._logs_read_at = time.time()
         made_final = tracker.ingest_many(
             fetch_logs_sync(self.hook, unfinished, tracker.key_by, tracker.flow, tracker.expected())
         )
+        self._logs_read_at, self._logs_due = time.time(), False
         self.log.info(
             "Read the logs of %d bulk(s): %d destination(s) already final", len(unfinished), made_final
         )
 
     def _save_tracker(self, context: Context, tracker: DeliveryTracker, *, dirty: bool = False) -> None:
-        """Store the tracker: a small header plus one key per unfinished bulk whose set changed."""
+        """Store the tracker: a small header plus one key per unfinished bulk whose sets changed."""
         store = self._store(context)
         if store is None:
             return
         state = tracker.to_state()
         changed = tracker.pop_changed()
         for index, (bucket_id, data) in enumerate(state["buckets"].items()):
-            final = data.pop("final")
-            if final and bucket_id in changed:
-                store.set(f"{STATE_KEY}.final.{index}", final)
-            data["final"] = None
-        store.set(STATE_KEY, {"dirty": dirty, "state": state, "logs_read_at": self._logs_read_at})
+            for part in ("final", "operator"):
+                value = data.pop(part)
+                if value and bucket_id in changed:
+                    store.set(f"{STATE_KEY}.{part}.{index}", value)
+                data[part], data[f"has_{part}"] = None, bool(value)
+        store.set(
+            STATE_KEY,
+            {
+                "dirty": dirty,
+                "fingerprint": self._target_fingerprint(),
+                "state": state,
+                "logs_read_at": self._logs_read_at,
+            },
+        )
 
     def _mark_dirty(self, context: Context) -> None:
         """Say, before consuming reports elsewhere or at all, that the stored state may fall behind.
@@ -325,16 +480,26 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     # -- poking -----------------------------------------------------------------------------------------
 
-    def _elapsed(self, context: Context) -> float:
-        if self.reschedule:
-            first = context["ti"].get_first_reschedule_date(context)  # type: ignore[attr-defined]
-            return 0.0 if first is None else time.time() - first.timestamp()
-        if self._poke_started is None:
-            self._poke_started = time.monotonic()
-        return time.monotonic() - self._poke_started
-
     def poke(self, context: Context) -> PokeReturnValue:
-        """Fetch the reports of every unfinished bulk once and tell whether all destinations are final."""
+        """Fetch the reports of every unfinished bulk once and tell whether all destinations are final.
+
+        A failure that can heal logs a warning and answers "not done" (until the deadline).
+        """
+        from airflow_provider_omni.outcome import is_transient_error
+
+        try:
+            result = self._poke(context)
+        except Exception as err:
+            if not is_transient_error(err):
+                raise
+            return self._after_failure(context, err)
+        if self._failures:
+            self.log.info("Polling OMNI works again after %d failure(s)", self._failures)
+            self._failures, self._retry_after, self._problem = 0, None, ""
+            self._save_wait(context, failures=0, retry_after=None)
+        return result
+
+    def _poke(self, context: Context) -> PokeReturnValue:
         tracker = self._load_tracker(context)
         unfinished = tracker.unfinished()
         if unfinished and self._reconcile_due():
@@ -344,30 +509,86 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
         if to_poll:
             self._mark_dirty(context)
-            for bucket_id in to_poll:
-                if tracker.key_by == "message":
-                    reports = self.hook.get_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
-                else:
-                    reports = self.hook.get_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
-                tracker.ingest_many(reports)
+            self._poll(tracker, to_poll, unfinished)
             self._save_tracker(context, tracker)
         counts = tracker.counts()
         self.log.info("Delivery outcomes so far: %s", counts)
         if tracker.all_final:
-            return PokeReturnValue(True, self._finish(tracker.summary()))
-        if (
-            self.succeed_on_timeout
-            and self._wait_timeout is not None
-            and self._elapsed(context) >= self._wait_timeout
-        ):
-            self.log.warning("Timed out with %d destination(s) still pending", counts["PENDING"])
-            return PokeReturnValue(True, self._finish(tracker.summary(timed_out=True)))
+            return PokeReturnValue(True, self._finish(tracker.summary(), context))
+        if self._deadline is not None and time.time() >= self._deadline:
+            return self._timed_out(context, f"{counts['PENDING']} destination(s) still pending")
         return PokeReturnValue(False)
 
-    def _finish(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Write the detail file (when asked) and return the summary to push as XCom."""
+    def _poll(self, tracker: DeliveryTracker, to_poll: list[str], unfinished: list[str]) -> None:
+        for index, bucket_id in enumerate(to_poll):
+            try:
+                if tracker.key_by == "message":
+                    reports = self.hook.get_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
+                else:
+                    reports = self.hook.get_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
+            except Exception:
+                tracker.note_failed_without_error(b for b in to_poll[index:] if b not in unfinished)
+                raise
+            tracker.ingest_many(reports)
+
+    def _after_failure(self, context: Context, error: Exception) -> PokeReturnValue:
+        """A poke failed with something that can heal: log it, and wait (with backoff) for the next."""
+        from airflow_provider_omni.outcome import backoff_delay, safe_error_text
+
+        self._wait_record(context)
+        self._failures += 1
+        self._retry_after = getattr(error, "retry_after", None)
+        self._problem = safe_error_text(error)
+        # the failed answer may have taken reports with it: the next poke reads the logs first
+        self._logs_due = True
+        self._save_wait(context, failures=self._failures, retry_after=self._retry_after)
+        if self._deadline is not None and time.time() >= self._deadline:
+            return self._timed_out(context, f"the last poll failed: {self._problem}")
+        delay = backoff_delay(self._failures, interval=self._poke_seconds(), retry_after=self._retry_after)
+        self.log.warning(
+            "Polling OMNI delivery reports failed (%s); trying again in about %.1f s (failure %d in a row)",
+            self._problem,
+            delay,
+            self._failures,
+        )
+        return PokeReturnValue(False)
+
+    def _timed_out(self, context: Context, why: str) -> PokeReturnValue:
+        """The deadline has passed: succeed with the pending counted (``succeed_on_timeout``) or fail."""
+        tracker = self._tracker
+        if self.succeed_on_timeout and tracker is not None:
+            self.log.warning("Timed out: %s", why)
+            return PokeReturnValue(True, self._finish(tracker.summary(timed_out=True), context))
+        outcomes = f"; outcomes so far: {tracker.counts()}" if tracker is not None else ""
+        message = f"Timed out waiting for OMNI delivery reports: {why}{outcomes}"
+        if self.soft_fail or getattr(self, "never_fail", False):
+            try:
+                from airflow.sdk.exceptions import AirflowSkipException
+            except ImportError:  # pragma: no cover
+                from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef,attr-defined]
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
+
+    def _get_next_poke_interval(
+        self, started_at: Any, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        """The base interval, or a backoff after failed pokes; never beyond the deadline."""
+        interval = float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        if self._failures:
+            from airflow_provider_omni.outcome import backoff_delay
+
+            interval = backoff_delay(self._failures, interval=interval, retry_after=self._retry_after)
+        if self._deadline is not None:
+            interval = max(min(interval, self._deadline - time.time()), 0.0)
+        return interval
+
+    def _finish(self, summary: dict[str, Any], context: Context) -> dict[str, Any]:
+        """Write the detail file (when asked) and return the summary to push as XCom.
+
+        A failure to read the logs for the file fails the poke like any other (ridden out when it can
+        heal: the next poke finishes again)."""
         if self.detail_path:
-            self._write_detail(summary)
+            self._write_detail(summary, context)
             summary = {**summary, "detail_path": str(self.detail_path)}
         self.log.info(
             "Delivery summary: %s of %d, price %s%s",
@@ -378,25 +599,29 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         )
         return summary
 
-    def _write_detail(self, summary: dict[str, Any]) -> None:
+    def _write_detail(self, summary: dict[str, Any], context: Context) -> None:
         """Write one JSON line per destination, read from the logs, errors filled from the summary."""
-        from airflow_provider_omni.outcome import detail_line, latest_per_destination
+        from airflow_provider_omni.outcome import delivered_outcome, detail_line, latest_per_destination
 
         errors = {
             f["message_id"]: (f["error"], f["permanent"]) for f in summary["failed"] if f.get("message_id")
         }
         key_by = "message" if self.message_ids is not None else "bulk"
         full = self.hook.show_full_numbers
+        flow = self._tracker.flow if self._tracker is not None else self._flow(context)
         sizes = self._tracker.expected() if self._tracker is not None else None
+        # every destination DELIVERED_TO_OPERATOR was accepted as delivered, unless the wait timed out
+        accepted = self.accept_delivered_to_operator_after is not None and not summary["timed_out"]
+        operator = delivered_outcome(flow) if accepted else None
         path = _open_path(str(self.detail_path))
         count = 0
         with path.open("w") as handle:
             for bucket_id in summary["bulks"]:
                 rows = latest_per_destination(
-                    fetch_logs_sync(self.hook, [bucket_id], key_by, self.flow, sizes), self.flow
+                    fetch_logs_sync(self.hook, [bucket_id], key_by, flow, sizes), flow
                 )
                 for row in rows:
-                    line = detail_line(row, self.flow, show_full_numbers=full)
+                    line = detail_line(row, flow, show_full_numbers=full, delivered_to_operator=operator)
                     if line["error"] is None and line["message_id"] in errors:
                         line["error"], line["permanent"] = errors[line["message_id"]]
                     handle.write(json.dumps(line) + "\n")
@@ -405,22 +630,74 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     # -- running ----------------------------------------------------------------------------------------
 
+    def _timeout_seconds(self) -> float:
+        if self._wait_timeout is None:
+            timeout = self.timeout
+            self._wait_timeout = float(timeout.total_seconds() if isinstance(timeout, timedelta) else timeout)
+        return self._wait_timeout
+
+    def _generation(self, context: Context) -> int | None:
+        """Return the first try number since the last clear (``max_tries - retries + 1``), as Airflow
+        counts a reschedule-mode sensor's timeout; ``None`` when the task instance does not say."""
+        max_tries = getattr(context.get("ti"), "max_tries", None)
+        if not isinstance(max_tries, int) or isinstance(max_tries, bool):
+            return None
+        return max_tries - int(self.retries or 0) + 1
+
+    def _start_deadline(self, context: Context) -> float:
+        """Return the deadline: ``timeout`` after the start of the first try of this wait.
+
+        The start is kept in the task state store, with the send's fingerprint and the first try
+        number since the last clear: a retry goes on with it; a clear, or another send, starts anew.
+        """
+        timeout = self._timeout_seconds()
+        if self._store(context) is None:
+            return self._start_without_store(context) + timeout
+        record = self._wait_record(context)
+        generation = self._generation(context)
+        started = record.get("started_at")
+        if record.get("generation") != generation or not isinstance(started, int | float):
+            started = time.time()
+            self._save_wait(context, generation=generation, started_at=started)
+        elif time.time() - float(started) > 1:
+            self.log.info(
+                "The timeout counts from the start of the first try, %.0f s ago", time.time() - float(started)
+            )
+        return float(started) + timeout
+
+    def _start_without_store(self, context: Context) -> float:
+        if self.reschedule:
+            get_first = getattr(context.get("ti"), "get_first_reschedule_date", None)
+            first = get_first(context) if get_first is not None else None
+            if first is not None:
+                return float(first.timestamp())
+        return time.time()
+
     def execute(self, context: Context) -> Any:
         """Poke (or reschedule) until done, or poke once and defer to the trigger."""
-        timeout = float(self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else self.timeout)
-        self._wait_timeout = timeout
+        timeout = self._timeout_seconds()
+        if self._deadline is None:
+            self._deadline = self._start_deadline(context)
         if not self.deferrable:
-            if self.succeed_on_timeout:
-                # poke() checks the timeout so that it can succeed; keep the base loop from failing first
-                self.timeout = timeout + max(float(self._poke_seconds()), 1.0) * 3 + 60
+            # poke() ends the wait at the deadline (counted from the first try); keep the base loop
+            # from ending it first
+            self.timeout = timeout + max(self._poke_seconds(), 1.0) * 3 + 60
             return super().execute(context)
-        end_time = time.time() + timeout
         first = self.poke(context)
+        while not first.is_done and self._tracker is None:
+            # what to wait for is not known yet (the scenario or the logs could not be read): the
+            # trigger needs it; poke again after the backoff (poke() ends the wait at the deadline)
+            time.sleep(self._get_next_poke_interval(None, lambda: 0.0, 1))
+            first = self.poke(context)
         if first.is_done:
             return first.xcom_value
+        self._defer(context, self._tracker)
+
+    def _defer(self, context: Context, tracker: DeliveryTracker | None) -> None:
         from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
 
-        tracker = self._load_tracker(context)
+        if tracker is None or self._deadline is None:  # pragma: no cover - execute() sees to both
+            raise AirflowException("nothing to wait for")
         self._mark_dirty(context)
         self.defer(
             trigger=OmniDeliveryReportTrigger(
@@ -429,14 +706,19 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 flow=list(tracker.flow),
                 omni_conn_id=self.omni_conn_id,
                 poll_interval=self._poke_seconds(),
-                end_time=end_time,
+                end_time=self._deadline,
                 failed_cap=self.failed_cap,
                 show_full_numbers=tracker.show_full_numbers,
                 logs_reconcile_interval=self.logs_reconcile_interval,
+                refused=_refusals_of(tracker),
+                delivered_to_operator=tracker.delivered_to_operator_state() or None,
+                accept_delivered_to_operator_after=self.accept_delivered_to_operator_after,
             ),
             method_name="execute_complete",
             # the trigger ends itself at end_time with a "timeout" event; this is only a backstop
-            timeout=timedelta(seconds=timeout + 3 * self._poke_seconds() + 300),
+            timeout=timedelta(
+                seconds=max(self._deadline - time.time(), 0.0) + 3 * self._poke_seconds() + 300
+            ),
         )
 
     def _poke_seconds(self) -> float:
@@ -456,34 +738,51 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             if not self.succeed_on_timeout:
                 raise AirflowSensorTimeout(f"{event.get('message')}; outcomes so far: {summary['outcomes']}")
             self.log.warning("%s", event.get("message"))
-        return self._finish(summary)
+        return self._finish(summary, context)
 
     def _merge_pre_defer(self, context: Context, trigger_summary: dict[str, Any]) -> dict[str, Any]:
         """Complete the trigger's summary with what only this task knows: the destinations rejected at
-        send time, and the errors of the reports consumed before deferring (logs carry no error)."""
+        send time, and the errors of the reports consumed before deferring (logs carry no error).
+
+        The stored state is used only when it was made for this send (its fingerprint)."""
         store = self._store(context)
         stored = store.get(STATE_KEY) if store is not None else None
         known: DeliveryTracker | None = None
-        if isinstance(stored, dict) and "state" in stored:
-            try:
-                known = self._restore(store, stored["state"])
-            except (KeyError, ValueError, TypeError) as err:
-                self.log.warning("Could not read the state from before deferring (%s)", err)
+        if isinstance(stored, dict) and stored.get("state"):
+            if stored.get("fingerprint") != self._target_fingerprint():
+                self.log.info("The stored delivery state is about another send (a cleared task?): not used")
+            else:
+                try:
+                    known = self._restore(store, stored["state"])
+                except (KeyError, ValueError, TypeError) as err:
+                    self.log.warning("Could not read the state from before deferring (%s)", err)
         if known is None:
             from airflow_provider_omni.outcome import DeliveryTracker
 
-            known = DeliveryTracker({}, flow=self.flow, failed_cap=self.failed_cap)
-            if self.send_result is not None:
-                results = _send_results(self.send_result)
-                known.add_rejected_at_send(_rejected_of(results))
+            known = DeliveryTracker.from_send_results(
+                _send_results(self.send_result) if self.send_result is not None else [],
+                failed_cap=self.failed_cap,
+            )
         return known.complete_summary(trigger_summary)
 
 
-def _rejected_of(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return {
-        "rejected": sum(int(r.get("rejected") or 0) for r in results),
-        "rejected_destinations": [d for r in results for d in r.get("rejected_destinations") or []],
-    }
+def _of_this_send(stored: Any, fingerprint: str) -> dict[str, Any] | None:
+    """Return ``stored`` when it is a record made for the send of ``fingerprint``, else ``None``."""
+    if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
+        return stored
+    return None
+
+
+def _refusals_of(tracker: DeliveryTracker) -> dict[str, Any] | None:
+    """The refused-at-send destinations for the trigger, or ``None`` when there are none."""
+    refusals = tracker.refusals()
+    return refusals if tracker.key_by == "bulk" and any(refusals.values()) else None
+
+
+def _seconds(value: timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    return float(value.total_seconds() if isinstance(value, timedelta) else value)
 
 
 def _open_path(path: str) -> Any:

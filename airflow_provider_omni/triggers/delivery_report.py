@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_omni.exceptions import OmniError
 from airflow_provider_omni.outcome import (
     DEFAULT_FAILED_CAP,
     DEFAULT_FLOW,
     DeliveryTracker,
+    backoff_delay,
+    is_transient_error,
     more_logs_requests,
     plan_logs_requests,
+    safe_error_text,
 )
 
 if TYPE_CHECKING:
@@ -23,15 +27,29 @@ if TYPE_CHECKING:
 _REPORTS_LIMIT = 1000
 
 
+async def _sleep(seconds: float) -> None:
+    """Wait on the event loop (a module function so that tests can skip the wait)."""
+    await asyncio.sleep(seconds)
+
+
 class OmniDeliveryReportTrigger(BaseTrigger):
     """Poll ``GET /omni/1/reports`` per unfinished bulk until every destination is final, then yield once.
 
     On start it rebuilds what is already known from ``GET /omni/1/logs`` (re-readable), so a
     triggerer restart loses nothing: reports consumed by a previous run of the trigger are in the
-    logs.  It never writes anything.  Its arguments do not grow with the number of destinations.
+    logs.  It never writes anything.  Its arguments do not grow with the number of destinations
+    (only with those refused at send that the send listed, at most 100, and with those seen
+    ``DELIVERED_TO_OPERATOR`` before deferring when that option is on, 11 bytes each).
+
+    A failure that can heal (5xx, 429, a connection error or timeout, an empty answer) is ridden out:
+    it is logged, and the poll is tried again after a backoff (growing, jittered, capped, at least the
+    ``Retry-After``) until ``end_time``; after a failed poll the logs are read again (a failed answer
+    may have taken reports with it).  What cannot heal (401/403, a 400, a 404, a redirecting base URL)
+    ends the wait at once with an ``error`` event.
 
     The single event is ``{"status": "success" | "timeout" | "error", "summary": {...} | None,
     "message": str}``; the summary is :meth:`~airflow_provider_omni.outcome.DeliveryTracker.summary`.
+    Messages and summaries show phone numbers shortened unless ``show_full_numbers``.
 
     :param buckets: bulk id (or message id, with ``key_by="message"``) to the number of destinations.
     :param omni_conn_id: the Infobip OMNI connection.
@@ -42,7 +60,14 @@ class OmniDeliveryReportTrigger(BaseTrigger):
     :param failed_cap: how many failed destinations the summary lists in full.
     :param show_full_numbers: keep phone numbers unshortened in the summary.
     :param logs_reconcile_interval: seconds between two reads of the logs of the unfinished bulks
-        (a safety net for reports lost on the way); ``None``: only at start.
+        (a safety net for reports lost on the way); ``None``: only at start and after a failure.
+    :param refused: the destinations refused at send
+        (:meth:`~airflow_provider_omni.outcome.DeliveryTracker.refusals`): their own reports are not
+        counted (the sensor counts them).
+    :param delivered_to_operator: destinations seen ``DELIVERED_TO_OPERATOR`` before deferring, with
+        when (:meth:`~airflow_provider_omni.outcome.DeliveryTracker.delivered_to_operator_state`).
+    :param accept_delivered_to_operator_after: seconds after which a destination whose last-step
+        report is ``DELIVERED_TO_OPERATOR`` counts as delivered; ``None``: never.
     """
 
     def __init__(
@@ -56,6 +81,9 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         failed_cap: int = DEFAULT_FAILED_CAP,
         show_full_numbers: bool = False,
         logs_reconcile_interval: float | None = 600.0,
+        refused: Mapping[str, Any] | None = None,
+        delivered_to_operator: Mapping[str, Any] | None = None,
+        accept_delivered_to_operator_after: float | None = None,
     ) -> None:
         super().__init__()
         self.buckets = {str(k): int(v) for k, v in buckets.items()}
@@ -66,9 +94,10 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         self.key_by = key_by
         self.failed_cap = int(failed_cap)
         self.show_full_numbers = bool(show_full_numbers)
-        self.logs_reconcile_interval = (
-            None if logs_reconcile_interval is None else float(logs_reconcile_interval)
-        )
+        self.logs_reconcile_interval = _seconds(logs_reconcile_interval)
+        self.refused = dict(refused) if refused else None
+        self.delivered_to_operator = dict(delivered_to_operator) if delivered_to_operator else None
+        self.accept_delivered_to_operator_after = _seconds(accept_delivered_to_operator_after)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the (JSON-safe) arguments to rebuild this trigger."""
@@ -84,6 +113,9 @@ class OmniDeliveryReportTrigger(BaseTrigger):
                 "failed_cap": self.failed_cap,
                 "show_full_numbers": self.show_full_numbers,
                 "logs_reconcile_interval": self.logs_reconcile_interval,
+                "refused": self.refused,
+                "delivered_to_operator": self.delivered_to_operator,
+                "accept_delivered_to_operator_after": self.accept_delivered_to_operator_after,
             },
         )
 
@@ -93,13 +125,17 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def _tracker(self) -> DeliveryTracker:
-        return DeliveryTracker(
+        tracker = DeliveryTracker(
             self.buckets,
             flow=self.flow,
             failed_cap=self.failed_cap,
             show_full_numbers=self.show_full_numbers,
             key_by=self.key_by,
+            accept_delivered_to_operator_after=self.accept_delivered_to_operator_after,
         )
+        tracker.set_refusals(self.refused)
+        tracker.seed_delivered_to_operator(self.delivered_to_operator)
+        return tracker
 
     async def _rebuild_from_logs(self, hook: Any, tracker: DeliveryTracker) -> None:
         """Read the logs of the unfinished bulks into ``tracker``: the sensor's plan, awaited."""
@@ -114,51 +150,73 @@ class OmniDeliveryReportTrigger(BaseTrigger):
     async def _poll_once(self, hook: Any, tracker: DeliveryTracker) -> None:
         unfinished = tracker.unfinished()
         # buckets the logs declared failed without an error: ask their reports once for the error
-        for bucket_id in unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished)):
-            if self.key_by == "message":
-                reports = await hook.aget_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
-            else:
-                reports = await hook.aget_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
+        to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
+        for index, bucket_id in enumerate(to_poll):
+            try:
+                if self.key_by == "message":
+                    reports = await hook.aget_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
+                else:
+                    reports = await hook.aget_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
+            except Exception:
+                tracker.note_failed_without_error(b for b in to_poll[index:] if b not in unfinished)
+                raise
             tracker.ingest_many(reports)
+
+    def _event(self, status: str, tracker: DeliveryTracker, message: str) -> TriggerEvent:
+        return TriggerEvent(
+            {"status": status, "summary": tracker.summary(timed_out=status == "timeout"), "message": message}
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Rebuild from the logs, then poll the reports until all are final or the deadline passes."""
         tracker = self._tracker()
-        try:
-            hook = self._hook()
-            await self._rebuild_from_logs(hook, tracker)
-            logs_read_at = time.time()
-            if tracker.all_final:
-                await self._poll_once(hook, tracker)
-            while True:
-                if tracker.all_final:
-                    yield TriggerEvent(
-                        {
-                            "status": "success",
-                            "summary": tracker.summary(),
-                            "message": "all destinations final",
-                        }
-                    )
-                    return
-                if time.time() >= self.end_time:
-                    pending = tracker.counts()["PENDING"]
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "summary": tracker.summary(timed_out=True),
-                            "message": f"timed out with {pending} destination(s) still pending",
-                        }
-                    )
-                    return
-                interval = self.logs_reconcile_interval
-                if interval is not None and time.time() - logs_read_at >= interval:
+        hook = self._hook()
+        failures, problem, retry_after = 0, "", None
+        logs_read_at: float | None = None  # None: read the logs first (or again, after a failure)
+        while True:
+            try:
+                if logs_read_at is None or self._reconcile_due(logs_read_at):
                     await self._rebuild_from_logs(hook, tracker)
                     logs_read_at = time.time()
                 await self._poll_once(hook, tracker)
-                if not tracker.all_final:
-                    await asyncio.sleep(max(0.0, min(self.poll_interval, self.end_time - time.time())))
-        except Exception as err:
-            self.log.exception("Polling OMNI delivery reports failed")
-            yield TriggerEvent(
-                {"status": "error", "summary": tracker.summary(), "message": f"{type(err).__name__}: {err}"}
-            )
+                failures, problem, retry_after = 0, "", None
+            except Exception as err:
+                problem = safe_error_text(err, show_full_numbers=self.show_full_numbers)
+                if not is_transient_error(err):
+                    # a traceback only for what is not an OMNI error (a bug): those carry no number
+                    log = self.log.error if isinstance(err, OmniError) else self.log.exception
+                    log("Waiting for OMNI delivery reports failed: %s", problem)
+                    yield self._event("error", tracker, problem)
+                    return
+                failures, retry_after, logs_read_at = failures + 1, getattr(err, "retry_after", None), None
+                if tracker.all_final:  # every outcome is known; only some error names are missing
+                    self.log.warning("Could not fetch the last error details (%s)", problem)
+            if tracker.all_final:
+                yield self._event("success", tracker, "all destinations final")
+                return
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                pending = tracker.counts()["PENDING"]
+                message = f"timed out with {pending} destination(s) still pending"
+                yield self._event(
+                    "timeout", tracker, f"{message}; the last poll failed: {problem}" if problem else message
+                )
+                return
+            delay = self.poll_interval
+            if failures:
+                delay = backoff_delay(failures, interval=self.poll_interval, retry_after=retry_after)
+                self.log.warning(
+                    "Polling OMNI delivery reports failed (%s); trying again in %.1f s (failure %d in a row)",
+                    problem,
+                    min(delay, remaining),
+                    failures,
+                )
+            await _sleep(min(delay, remaining))
+
+    def _reconcile_due(self, logs_read_at: float) -> bool:
+        interval = self.logs_reconcile_interval
+        return interval is not None and time.time() - logs_read_at >= interval
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
