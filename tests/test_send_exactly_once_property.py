@@ -97,13 +97,15 @@ class SendingMachine(RuleBasedStateMachine):
         self.sandbox.admin.clear_faults()
         self.sandbox.admin.configure(logs_lag=0)
         self.runs: list[Run] = []
+        self.lag = 0.0
         self.hook = OmniHook("omni_default")
 
     # -- rules ----------------------------------------------------------------------------------------
 
-    @initialize(lag=st.sampled_from([0.0, 0.6]))
+    @initialize(lag=st.sampled_from([0.0, 0.6, 0.6]))
     def logs_lag(self, lag: float) -> None:
         """Infobip's logs may lag behind a send (always less than the horizon here)."""
+        self.lag = lag
         self.sandbox.admin.configure(logs_lag=lag)
 
     @precondition(lambda self: len(self.runs) < 3)
@@ -111,17 +113,22 @@ class SendingMachine(RuleBasedStateMachine):
         people=st.lists(st.sampled_from(POOL), min_size=1, max_size=25, unique=True),
         batch_size=st.integers(min_value=2, max_value=9),
         with_store=st.booleans(),
+        fault=st.sampled_from(sorted(FAULTS)),
+        position=st.integers(min_value=1, max_value=3),
     )
-    def start_run(self, people: list[str], batch_size: int, with_store: bool) -> None:
+    def start_run(
+        self, people: list[str], batch_size: int, with_store: bool, fault: str, position: int
+    ) -> None:
+        """The first try of a new run (a new DAG run of the send task)."""
         run = Run(f"run_{len(self.runs)}", FakeStore() if with_store else None, people, batch_size)
         self.runs.append(run)
-        self._attempt(run, "none", 0)
+        self._attempt(run, fault, position)
 
     @precondition(lambda self: bool(self.runs))
     @rule(
         data=st.data(),
         fault=st.sampled_from(sorted(FAULTS)),
-        position=st.integers(min_value=1, max_value=4),
+        position=st.integers(min_value=1, max_value=3),
         change=st.sampled_from(["same", "reordered", "added", "removed"]),
     )
     def retry_or_rerun(self, data: Any, fault: str, position: int, change: str) -> None:
@@ -135,6 +142,13 @@ class SendingMachine(RuleBasedStateMachine):
         elif change == "removed" and len(run.destinations) > 3:
             run.destinations = run.destinations[2:]
         self._attempt(run, fault, position)
+
+    @precondition(lambda self: any(run.result is None for run in self.runs))
+    @rule()
+    def retry_at_once(self) -> None:
+        """Airflow retries the last failed run right away (retry_delay 0), without a fault."""
+        run = [run for run in self.runs if run.result is None][-1]
+        self._attempt(run, "none", 0)
 
     @rule()
     def time_passes(self) -> None:
@@ -176,8 +190,13 @@ class SendingMachine(RuleBasedStateMachine):
     # -- helpers --------------------------------------------------------------------------------------
 
     def _attempt(self, run: Run, fault: str, position: int) -> None:
+        if run.store is None and run.tries:
+            # without a task state store the logs are the only memory: the documented assumption is a
+            # retry_delay longer than the logs' lag
+            time.sleep(self.lag + 0.05)
         run.tries += 1
         run.given |= set(run.destinations)
+        run.result = None  # the run's latest try decides whether it succeeded
         op = OmniSendAdvancedMessageOperator(
             task_id="send",
             scenario_key=self.scenario_key,
