@@ -477,3 +477,33 @@ def test_airflow_retry_in_a_dag_run_does_not_send_twice(
         (ti,) = dr.get_task_instances(session=session)
         assert ti.try_number == 2
     assert_each_received_once(omni_sandbox, numbers(TOTAL))
+
+
+def test_undeliverable_in_a_send_answer_is_not_a_refusal(
+    omni_sandbox: Any, scenario_key: str, requests_mock: Any
+) -> None:
+    """Seen: the first try counted UNDELIVERABLE in the send answer as refused, a retry (from the
+    logs) only REJECTED: the XCom differed between tries.  The sandbox never answers UNDELIVERABLE
+    at send, so this answer is mocked."""
+    import json
+
+    requests_mock.real_http = True  # everything but the send goes to the sandbox
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        body = json.loads(request.body)
+        status = {"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED"}
+        pending = {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"}
+        return {
+            "bulkId": body["bulkId"],
+            "messages": [
+                {"to": d["to"], "messageId": d["messageId"], "status": status if i == 0 else pending}
+                for i, d in enumerate(body["destinations"])
+            ],
+        }
+
+    requests_mock.post(f"{omni_sandbox.url}/omni/1/advanced", json=answer)
+
+    result = make_operator(scenario_key, numbers(3)).execute(context(1, FakeStore()))
+
+    assert (result["accepted"], result["rejected"]) == (3, 0)
+    assert result["rejected_destinations"] == []
