@@ -130,7 +130,12 @@ def member_key(message: str) -> bytes:
 
 def pack_members(message_ids: Iterable[str]) -> str:
     """Return the member keys of ``message_ids`` as one base64 text (8 bytes each)."""
-    return base64.b64encode(b"".join(member_key(m) for m in message_ids)).decode("ascii")
+    return pack_keys(member_key(m) for m in message_ids)
+
+
+def pack_keys(keys: Iterable[bytes]) -> str:
+    """Return member keys (from :func:`member_key`) as one base64 text."""
+    return base64.b64encode(b"".join(keys)).decode("ascii")
 
 
 def unpack_members(packed: str) -> set[bytes]:

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_omni.operators import _ids
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: Version of the records; another version is ignored (a retry then relies on the logs).
 LEDGER_VERSION = 2
@@ -169,8 +172,12 @@ class SendLedger:
         if self.store is not None:
             self.store.set(CURRENT_KEY, {"send_key": self.send_key, "complete": True})
 
-    def begin(self, bulk_id: str, message_ids: list[str]) -> BulkRecord:
-        """Record, before its POST, that a bulk is about to go out (state ``sending``)."""
+    def begin(self, bulk_id: str, members: Sequence[bytes]) -> BulkRecord:
+        """Record, before its POST, that a bulk is about to go out (state ``sending``).
+
+        :param bulk_id: the bulk id.
+        :param members: the member keys of its destinations (:func:`_ids.member_key`).
+        """
         now = time.time()
         if self.started_at is None:
             self.started_at = now
@@ -180,8 +187,8 @@ class SendLedger:
             bulk_id=bulk_id,
             state=SENDING,
             at=now,
-            members=_ids.pack_members(message_ids),
-            size=len(message_ids),
+            members=_ids.pack_keys(members),
+            size=len(members),
         )
         self.records.append(record)
         self.save(record)

@@ -55,6 +55,9 @@ MAX_LISTED_REJECTIONS = 100
 MAX_MESSAGE_ID_MAP = 1000
 #: Destinations per request, at most (Infobip's limit, ``models.MAX_DESTINATIONS_PER_REQUEST``).
 MAX_BATCH_SIZE = 1000
+#: One destination of a plan: its message id, its member key, and the destination (or its bare phone
+#: number).
+Entry = tuple[str, bytes, "DestinationShape | str"]
 #: How long a request that failed ambiguously stays "in doubt" when the logs do not show it.
 DEFAULT_UNCERTAIN_HORIZON = timedelta(minutes=15)
 #: With ``resend_unconfirmed``, how many times an unconfirmed request is sent again at most.
@@ -85,6 +88,8 @@ class Bulk:
 
     number: int
     request: AdvancedBulk
+    #: The member keys (:func:`_ids.member_key`) of its destinations, in body order.
+    members: Sequence[bytes] = ()
 
     @property
     def bulk_id(self) -> str:
@@ -102,14 +107,15 @@ class SendPlan:
     :param key: the send key (:func:`_ids.send_key`).
     :param label: the readable start of the bulk ids.
     :param fields: the request-wide fields, validated (:meth:`AdvancedBulk.fields_of`).
-    :param entries: ``(message id, destination)`` in message-id order: a bulk's members depend only on
-        the set of destinations, never on the order they were given in.
+    :param entries: ``(message id, member key, destination)`` in message-id order: a bulk's members
+        depend only on the set of destinations, never on the order they were given in.  A destination
+        that is only a phone number is kept as that number (a dict is made again for its bulk).
     """
 
     key: str
     label: str
     fields: dict[str, Any]
-    entries: list[tuple[str, DestinationShape]]
+    entries: list[Entry]
 
     @property
     def total(self) -> int:
@@ -626,8 +632,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 "destinations: the list is empty; nothing to send",
                 validation_errors={"destinations": ["empty"]},
             )
+        key, key_error = self._send_key_or_error(context)
         checks = _DestinationChecks(self._show)
-        valid: list[DestinationShape] = []
+        entries: list[Entry] = []
         for positions in _ids.split(len(items), batch_size):
             try:
                 chunk = items[positions.start : positions.stop]
@@ -638,11 +645,12 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 checks.add_invalid(err, positions.start)
                 continue
             checks.add_unique(destinations, positions.start)
-            if checks.ok:
-                valid.extend(destinations)
+            if checks.ok and key:  # kept compact at once: a send holds no dict per destination
+                entries.extend(_entries(key, destinations))
         checks.raise_if_any(items, self._mask)
-        key = self._send_key(context)
-        entries = sorted(_with_message_ids(key, valid), key=_first)
+        if key_error is not None:
+            raise key_error
+        entries.sort(key=_first)
         return SendPlan(key=key, label=bulk_label, fields=fields, entries=entries)
 
     def build_bulks(self, context: Context) -> list[Bulk]:
@@ -650,22 +658,22 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         plan = self.plan(context)
         return list(self._bulks(plan, plan.entries, set()))
 
-    def _bulks(
-        self, plan: SendPlan, entries: Sequence[tuple[str, DestinationShape]], used: set[str]
-    ) -> Iterator[Bulk]:
+    def _bulks(self, plan: SendPlan, entries: Sequence[Entry], used: set[str]) -> Iterator[Bulk]:
         """Cut ``entries`` into bulks of at most ``batch_size``, each serialized when it is reached."""
         from airflow_provider_omni.models import AdvancedBulk
 
         for number, positions in enumerate(_ids.split(len(entries), self._batch_size()), start=1):
             chunk = entries[positions.start : positions.stop]
-            ids = [message_id for message_id, _ in chunk]
+            ids = [entry[0] for entry in chunk]
             bulk_id = _ids.bulk_id(plan.label, plan.key, ids)
             repeat = 1
             while bulk_id in used:  # the same members go out again (after a certain "not sent")
                 repeat += 1
                 bulk_id = _ids.bulk_id(plan.label, plan.key, ids, suffix=f"r{repeat}")
             used.add(bulk_id)
-            yield Bulk(number, AdvancedBulk.build(plan.fields, bulk_id, [d for _, d in chunk]))
+            destinations = [_destination(entry) for entry in chunk]
+            request = AdvancedBulk.build(plan.fields, bulk_id, destinations)
+            yield Bulk(number, request, [entry[1] for entry in chunk])
 
     @staticmethod
     def _task_instance_identity(context: Context, op: BaseOperator) -> tuple[str, str, str, int | None]:
@@ -678,6 +686,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def _label(self, context: Context) -> str:
         dag_id, task_id, _, _ = self._task_instance_identity(context, self)
         return _ids.label(dag_id, task_id, self.bulk_id_prefix)
+
+    def _send_key_or_error(self, context: Context) -> tuple[str, Exception | None]:
+        """Return the send key, or the error reading the connection (raised after validation, so
+        that a bad input is reported even before the connection exists)."""
+        try:
+            return self._send_key(context), None
+        except Exception as err:
+            return "", err
 
     def _send_key(self, context: Context) -> str:
         """Return the send key of this task instance (reads the connection's namespace)."""
@@ -753,11 +769,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self._check_same_send(ledger)
         earlier = self._earlier_tries(plan, ledger, try_number)
         ledger.claim()
-        pending = [
-            entry
-            for entry in plan.entries
-            if (member := _ids.member_key(entry[0])) not in earlier.done and member not in earlier.in_doubt
-        ]
+        taken = earlier.done | earlier.in_doubt
+        pending = [entry for entry in plan.entries if entry[1] not in taken] if taken else plan.entries
         self.log.info(
             "Sending to %d of %d destinations in bulks of at most %d (scenario %s, send %s, try %s)%s",
             len(pending),
@@ -869,7 +882,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         for bulk_id, rows in found.items():
             whole = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE) or rows
             ids = sorted({row.message_id for row in whole if row.message_id})
-            record = ledger.begin(bulk_id, ids)
+            record = ledger.begin(bulk_id, [_ids.member_key(mid) for mid in ids])
             record.at = 0.0
             self._accept_from_rows(record, whole, source="logs (earlier try)")
             ledger.save(record)
@@ -888,9 +901,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     # -- sending --------------------------------------------------------------------------------------
 
-    def _send_pending(
-        self, plan: SendPlan, pending: Sequence[tuple[str, DestinationShape]], ledger: SendLedger
-    ) -> None:
+    def _send_pending(self, plan: SendPlan, pending: Sequence[Entry], ledger: SendLedger) -> None:
         """Send the pending destinations bulk by bulk; stop at the first request left in doubt."""
         bulks = self._bulks(plan, pending, ledger.used_bulk_ids())
         count = -(-len(pending) // self._batch_size())
@@ -901,7 +912,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 resends += 1
                 self.log.warning("bulk %s: not confirmed; sending it again", record.bulk_id)
                 again = next(self._bulks(plan, _members_of(pending, bulk), ledger.used_bulk_ids()))
-                record = self._send_bulk(Bulk(bulk.number, again.request), count, ledger)
+                record = self._send_bulk(Bulk(bulk.number, again.request, again.members), count, ledger)
             if record.source == _UNCONFIRMED:  # still unconfirmed after the resends: leave it in doubt
                 record.state, record.source = UNCERTAIN, "not confirmed after resending"
                 ledger.save(record)
@@ -910,7 +921,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _send_bulk(self, bulk: Bulk, count: int, ledger: SendLedger) -> BulkRecord:
         """POST one bulk, recorded before and after; an ambiguous failure is looked up in the logs."""
-        record = ledger.begin(bulk.bulk_id, list(bulk.request.message_ids))
+        record = ledger.begin(bulk.bulk_id, bulk.members)
         try:
             acceptance = self.hook.send_advanced_bulk(bulk.request)
         except OmniSendUncertainError as err:
@@ -1008,10 +1019,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             self.log.warning("%s (%s): %s (%s)", where, record.bulk_id, record.state, record.source)
 
     def _result(self, plan: SendPlan, ledger: SendLedger) -> dict[str, Any]:
-        counts = tally(ledger.records, {_ids.member_key(mid) for mid, _ in plan.entries})
+        counts = tally(ledger.records, {entry[1] for entry in plan.entries})
         message_ids = None
         if plan.total <= MAX_MESSAGE_ID_MAP:
-            message_ids = {mid: self._show(destination_address(d)) for mid, d in plan.entries}
+            message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
         xcom = build_send_result(
             scenario_key=self.scenario_key or None,
             records=ledger.records,
@@ -1054,25 +1065,40 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 _UNCONFIRMED = "not confirmed in the logs (resend_unconfirmed)"
 
 
-def _first(entry: tuple[str, Any]) -> str:
-    return str(entry[0])
+def _first(entry: Entry) -> str:
+    return entry[0]
 
 
-def _with_message_ids(
-    key: str, destinations: Iterable[DestinationShape]
-) -> Iterator[tuple[str, DestinationShape]]:
-    """Give each destination without one its message id (from the send key and its address)."""
+def _entries(key: str, destinations: Iterable[DestinationShape]) -> Iterator[Entry]:
+    """Give each destination without one its message id (from the send key and its address), and
+    keep a destination that is only a phone number as that number."""
     for destination in destinations:
         given = destination.get("messageId")
         if given is None:
-            given = _ids.message_id(key, _ids.address_key(destination["to"]))
+            to = destination["to"]
+            given = _ids.message_id(key, _ids.address_key(to))
+            phone = to.get("phoneNumber")
+            if phone is not None and len(destination) == 1 and len(to) == 1:
+                yield given, _ids.member_key(given), phone
+                continue
             destination["messageId"] = given
-        yield given, destination
+        yield given, _ids.member_key(given), destination
 
 
-def _members_of(
-    entries: Sequence[tuple[str, DestinationShape]], bulk: Bulk
-) -> list[tuple[str, DestinationShape]]:
+def _destination(entry: Entry) -> DestinationShape:
+    """The destination of an entry in Infobip's form (made again from a bare phone number)."""
+    message_id, _, destination = entry
+    if isinstance(destination, str):
+        return {"to": {"phoneNumber": destination}, "messageId": message_id}
+    return destination
+
+
+def _address_of(entry: Entry) -> str:
+    destination = entry[2]
+    return destination if isinstance(destination, str) else destination_address(destination)
+
+
+def _members_of(entries: Sequence[Entry], bulk: Bulk) -> list[Entry]:
     wanted = set(bulk.request.message_ids)
     return [entry for entry in entries if entry[0] in wanted]
 
