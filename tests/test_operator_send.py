@@ -403,9 +403,7 @@ def test_xcom_builder_bounds_rejections_and_message_map() -> None:
     from airflow_provider_omni.operators.send import Tally
 
     rejected = [{"to": "+4179****727", "message_id": f"m{i}", "status": "REJECTED_X"} for i in range(150)]
-    records = [
-        BulkRecord(i + 1, f"b{i}", "accepted", 0.0, "", 1000, 850, 150, rejected) for i in range(100)
-    ]
+    records = [BulkRecord(i + 1, f"b{i}", "accepted", 0.0, "", 1000, 850, 150, rejected) for i in range(100)]
 
     xcom = build_send_result(
         scenario_key="KEY", records=records, counts=Tally(100_000, 85_000, 15_000, 0), message_ids=None
