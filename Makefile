@@ -49,3 +49,13 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .airflow-demo .airflow-test* artifacts
+
+# sdist + wheel into dist/ (throwaway venv), twine check, and the wheel's file list checked.
+.PHONY: wheel test-matrix
+wheel:
+	scripts/build_wheel.sh
+
+# The wheel installed in one venv per (Airflow, Python) of the matrix (.venv-matrix/), the providers
+# CLI checked and the tests run against it. MATRIX_ONLY="2.11 3.2" limits it; see the script.
+test-matrix:
+	scripts/test_matrix.sh
