@@ -6,6 +6,7 @@ pytest plugin, ``airflow_provider_omni.sandbox.pytest_plugin``, which users get 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ os.environ.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from airflow.models.dagrun import DagRun
     from airflow.sdk import DAG
@@ -103,3 +104,31 @@ def artifacts_dir() -> Iterator[Path]:
     path = REPO / "artifacts"
     path.mkdir(exist_ok=True)
     yield path
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """Return a function giving everything logged so far: stdlib records and the task SDK's
+    structlog output (which goes to stdout)."""
+    caplog.set_level(logging.DEBUG)
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        return caplog.text + captured.out + captured.err
+
+    return read
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Skip the hook's waits between retries (sync and async); return the seconds it would wait."""
+    from airflow_provider_omni.hooks import omni as omni_module
+
+    waited: list[float] = []
+
+    async def fake_asleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(omni_module, "_sleep", waited.append)
+    monkeypatch.setattr(omni_module, "_asleep", fake_asleep)
+    return waited

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -90,19 +89,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
     monkeypatch.setattr(omni_module, "_sleep", waited.append)
     return waited
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Return a function giving everything logged so far: stdlib records and the task SDK's
-    structlog output (which goes to stdout)."""
-    caplog.set_level(logging.DEBUG)
-
-    def read() -> str:
-        captured = capsys.readouterr()
-        return caplog.text + captured.out + captured.err
-
-    return read
 
 
 @pytest.fixture

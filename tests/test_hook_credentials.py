@@ -79,18 +79,6 @@ def run(call: Callable[[], Any]) -> Any:
 
 
 @pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
-    """Everything logged so far, stdlib records and the task SDK's structlog output."""
-    caplog.set_level(logging.DEBUG)
-
-    def read() -> str:
-        captured = capsys.readouterr()
-        return caplog.text + captured.out + captured.err
-
-    return read
-
-
-@pytest.fixture
 def hook_logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
     """What the provider itself logged (its loggers, and the task SDK's structlog output)."""
     caplog.set_level(logging.DEBUG)
@@ -101,18 +89,6 @@ def hook_logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[st
         return "\n".join(own) + captured.out + captured.err
 
     return read
-
-
-@pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    waited: list[float] = []
-
-    async def fake_asleep(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr(omni_module, "_sleep", waited.append)
-    monkeypatch.setattr(omni_module, "_asleep", fake_asleep)
-    return waited
 
 
 def _set_conn(monkeypatch: pytest.MonkeyPatch, **fields: Any) -> OmniHook:

@@ -27,7 +27,6 @@ from airflow_provider_omni.exceptions import (
     OmniServerError,
     OmniValidationError,
 )
-from airflow_provider_omni.hooks import omni as omni_module
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import AdvancedBulk, OmniAdvancedRequest, validate_destinations
 
@@ -87,18 +86,6 @@ def loopback_server() -> Iterator[Loopback]:
 def loopback(loopback_server: Loopback) -> Loopback:
     loopback_server.requests.clear()
     return loopback_server
-
-
-@pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    waited: list[float] = []
-
-    async def fake_asleep(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr(omni_module, "_sleep", waited.append)
-    monkeypatch.setattr(omni_module, "_asleep", fake_asleep)
-    return waited
 
 
 def _hook(monkeypatch: pytest.MonkeyPatch, host: str) -> OmniHook:

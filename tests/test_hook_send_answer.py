@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -53,18 +52,6 @@ SENDS: dict[str, Callable[[OmniHook, str], Any]] = {
     "send_advanced": lambda hook, bulk_id: hook.send_advanced(_body(bulk_id)),
     "send_advanced_bulk": lambda hook, bulk_id: hook.send_advanced_bulk(_bulk(bulk_id)),
 }
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
-    """Everything logged so far at DEBUG and above: stdlib records and the task SDK's output."""
-    caplog.set_level(logging.DEBUG)
-
-    def read() -> str:
-        captured = capsys.readouterr()
-        return caplog.text + captured.out + captured.err
-
-    return read
 
 
 @pytest.fixture
