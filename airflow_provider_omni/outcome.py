@@ -82,13 +82,13 @@ import functools
 import hashlib
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_omni.privacy import shorten_phone_number
+from airflow_provider_omni.backoff import jittered_backoff
+from airflow_provider_omni.privacy import shorten_numbers, shorten_phone_number
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -981,17 +981,8 @@ def backoff_delay(
     """
     first = BACKOFF_FIRST if first is None else first
     cap = BACKOFF_CAP if cap is None else cap
-    ceiling = min(cap, first * 2 ** max(failures - 1, 0))
-    delay = ceiling / 2 + rng() * ceiling / 2
+    delay = jittered_backoff(failures - 1, base=first, cap=cap, rng=rng)
     return max(interval, delay, min(retry_after or 0.0, cap))
-
-
-_PHONE_NUMBER = re.compile(r"(?<![\w.+-])\+?\d{8,15}(?![\w.-])")
-
-
-def hide_phone_numbers(text: str) -> str:
-    """Shorten what looks like a phone number in ``text`` (8 to 15 digits standing alone)."""
-    return _PHONE_NUMBER.sub(lambda m: shorten_phone_number(m.group()), text)
 
 
 def safe_error_text(error: BaseException, *, show_full_numbers: bool = False) -> str:
@@ -1000,4 +991,4 @@ def safe_error_text(error: BaseException, *, show_full_numbers: bool = False) ->
     (The hook's errors carry no secret: it removes them from its messages.)
     """
     text = " ".join(f"{type(error).__name__}: {error}".split())
-    return text if show_full_numbers else hide_phone_numbers(text)
+    return text if show_full_numbers else shorten_numbers(text)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import ValidationError
 
+from airflow_provider_omni.backoff import jittered_backoff
 from airflow_provider_omni.exceptions import (
     OmniAuthError,
     OmniConfigurationError,
@@ -49,7 +49,7 @@ from airflow_provider_omni.exceptions import (
     OmniValidationError,
 )
 from airflow_provider_omni.models import ApiError
-from airflow_provider_omni.privacy import shorten_phone_number
+from airflow_provider_omni.privacy import shorten_numbers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -99,8 +99,7 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)
-        ceiling = min(self.backoff_max, self.backoff_base * (2**retry_number))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return jittered_backoff(retry_number, base=self.backoff_base, cap=self.backoff_max)
 
 
 _QUERY_RE = re.compile(r"\?[^\s)'\"]*")
@@ -118,15 +117,6 @@ def redact(text: str, secrets: list[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-#: 7 to 15 digits, optionally after ``+``, not part of a longer word, id, time or URL.
-_PHONE_NUMBER_RE = re.compile(r"(?<![\w.:/+-])\+?\d{7,15}(?![\w.:/-])")
-
-
-def shorten_numbers(text: str) -> str:
-    """Shorten everything in ``text`` that looks like a phone number (``+4179****727``)."""
-    return _PHONE_NUMBER_RE.sub(lambda match: shorten_phone_number(match.group()), text)
 
 
 class BadAnswer(Exception):

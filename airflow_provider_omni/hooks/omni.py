@@ -47,7 +47,6 @@ from airflow_provider_omni.hooks._http import (
     raw_body,
     redact,
     results_object,
-    shorten_numbers,
 )
 from airflow_provider_omni.models import (
     AdvancedBulk,
@@ -70,7 +69,7 @@ from airflow_provider_omni.models import (
     send_answer_mismatch,
     to_payload,
 )
-from airflow_provider_omni.privacy import shorten_phone_number
+from airflow_provider_omni.privacy import shorten_numbers, shorten_phone_number
 
 try:
     from airflow.sdk import BaseHook

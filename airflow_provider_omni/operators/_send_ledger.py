@@ -128,11 +128,6 @@ class SendLedger:
         self.records: list[BulkRecord] = []
         self.started_at: float | None = None
 
-    @property
-    def durable(self) -> bool:
-        """True when records survive the try (a task state store is available)."""
-        return self.store is not None
-
     def _header_key(self) -> str:
         return f"omni_send:{self.send_key}"
 

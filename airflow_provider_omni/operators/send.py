@@ -127,13 +127,19 @@ class EarlierTries:
     """What earlier tries of the send already did, as far as can be known before sending anything.
 
     :param done: member keys of the destinations Infobip took (or refused at send): never sent again.
-    :param in_doubt: member keys of the destinations in requests still uncertain: not sent either.
-    :param uncertain: the bulk records still uncertain (within the horizon).
+    :param uncertain: the bulk records still uncertain (within the horizon): their members are not
+        sent either.
     """
 
     done: set[bytes] = field(default_factory=set)
-    in_doubt: set[bytes] = field(default_factory=set)
     uncertain: list[BulkRecord] = field(default_factory=list)
+
+    def not_to_send(self) -> set[bytes]:
+        """The member keys of every destination this try must not send."""
+        keys = set(self.done)
+        for record in self.uncertain:
+            keys |= record.member_keys()
+        return keys
 
 
 def parse_validity(value: timedelta | int | str | None, name: str) -> tuple[int, TimeUnit] | None:
@@ -675,16 +681,16 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             request = AdvancedBulk.build(plan.fields, bulk_id, destinations)
             yield Bulk(number, request, [entry[1] for entry in chunk])
 
-    @staticmethod
-    def _task_instance_identity(context: Context, op: BaseOperator) -> tuple[str, str, str, int | None]:
+    def _task_instance_identity(self, context: Context) -> tuple[str, str, str, int | None]:
+        """Return the dag id, task id, run id and map index of the running task instance."""
         ti = context.get("ti")
-        dag_id = getattr(ti, "dag_id", None) or op.dag_id
-        task_id = getattr(ti, "task_id", None) or op.task_id
+        dag_id = getattr(ti, "dag_id", None) or self.dag_id
+        task_id = getattr(ti, "task_id", None) or self.task_id
         run_id = getattr(ti, "run_id", None) or str(context.get("run_id") or "")
         return dag_id, task_id, run_id, getattr(ti, "map_index", None)
 
     def _label(self, context: Context) -> str:
-        dag_id, task_id, _, _ = self._task_instance_identity(context, self)
+        dag_id, task_id, _, _ = self._task_instance_identity(context)
         return _ids.label(dag_id, task_id, self.bulk_id_prefix)
 
     def _send_key_or_error(self, context: Context) -> tuple[str, Exception | None]:
@@ -697,7 +703,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _send_key(self, context: Context) -> str:
         """Return the send key of this task instance (reads the connection's namespace)."""
-        dag_id, task_id, run_id, map_index = self._task_instance_identity(context, self)
+        dag_id, task_id, run_id, map_index = self._task_instance_identity(context)
         return _ids.send_key(
             namespace=self.hook.namespace,
             dag_id=dag_id,
@@ -769,7 +775,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self._check_same_send(ledger)
         earlier = self._earlier_tries(plan, ledger, try_number)
         ledger.claim()
-        taken = earlier.done | earlier.in_doubt
+        taken = earlier.not_to_send()
         pending = [entry for entry in plan.entries if entry[1] not in taken] if taken else plan.entries
         self.log.info(
             "Sending to %d of %d destinations in bulks of at most %d (scenario %s, send %s, try %s)%s",
@@ -823,7 +829,6 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             if record.state == ACCEPTED:
                 earlier.done |= record.member_keys()
             elif record.state == UNCERTAIN:
-                earlier.in_doubt |= record.member_keys()
                 earlier.uncertain.append(record)
             self._log_record(record)
         return earlier
@@ -868,36 +873,37 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         between tries), by its message ids; the first bulk with nothing found ends the search.
         """
         earlier = EarlierTries()
-        found: dict[str, list[OmniLog]] = {}
+        whole: dict[str, list[OmniLog]] = {}  # bulks read by their own bulk id: every row of them
+        partial: set[str] = set()  # bulks seen only through some of their message ids
         for bulk in self._bulks(plan, plan.entries, set()):
-            ids = list(bulk.request.message_ids)
             rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
-            if not rows:
-                rows = self._logs_by_message_ids(ids)
+            if rows:
+                whole[bulk.bulk_id] = rows
+                continue
+            rows = self._logs_by_message_ids(bulk.request.message_ids)
             if not rows:
                 break
-            for row in rows:
-                if row.bulk_id and row.message_id:
-                    found.setdefault(row.bulk_id, []).append(row)
-        for bulk_id, rows in found.items():
-            whole = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE) or rows
-            ids = sorted({row.message_id for row in whole if row.message_id})
+            partial |= {row.bulk_id for row in rows if row.bulk_id and row.message_id} - whole.keys()
+        for bulk_id in sorted(partial):
+            whole[bulk_id] = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE)
+        for bulk_id, rows in whole.items():
+            ids = sorted({row.message_id for row in rows if row.message_id})
+            if not ids:
+                continue
             record = ledger.begin(bulk_id, [_ids.member_key(mid) for mid in ids])
             record.at = 0.0
-            self._accept_from_rows(record, whole, source="logs (earlier try)")
+            self._accept_from_rows(record, rows, source="logs (earlier try)")
             ledger.save(record)
             earlier.done |= record.member_keys()
             self._log_record(record)
         return earlier
 
     def _logs_by_message_ids(self, ids: Sequence[str]) -> list[OmniLog]:
-        from airflow_provider_omni.outcome import MESSAGE_IDS_PER_LOGS_REQUEST
+        """Read the log rows of ``ids``, in as many requests as the outcome module's plan needs."""
+        from airflow_provider_omni.outcome import plan_logs_requests
 
-        rows: list[OmniLog] = []
-        for start in range(0, len(ids), MESSAGE_IDS_PER_LOGS_REQUEST):
-            part = ids[start : start + MESSAGE_IDS_PER_LOGS_REQUEST]
-            rows.extend(self.hook.get_logs(message_id=part, limit=MAX_BATCH_SIZE))
-        return rows
+        requests = plan_logs_requests(ids, "message")
+        return [row for request in requests for row in self.hook.get_logs(**request)]
 
     # -- sending --------------------------------------------------------------------------------------
 
