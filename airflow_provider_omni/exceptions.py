@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.exceptions import AirflowException
+from airflow_provider_omni.version_compat import AirflowException
 
 
 class OmniError(AirflowException):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_omni.notifications.omni import OmniNotifier
 from airflow_provider_omni.operators.scenario import OmniCreateScenarioOperator
@@ -118,7 +118,7 @@ with DAG(
         summaries: list[dict[str, Any]], params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Add up the batches' outcomes; fail (and alert on-call) when too many were not delivered."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.providers.common.compat.sdk import AirflowFailException
 
         assert params is not None
         totals: dict[str, int] = {}

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_omni.operators.branch import OmniDeliveryBranchOperator
 from airflow_provider_omni.operators.scenario import OmniCreateScenarioOperator

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from airflow.models.dagrun import DagRun
-    from airflow.sdk import DAG
+
+    from tests.airflow_compat import DAG
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -45,17 +46,6 @@ def airflow_db() -> None:
     db.resetdb()
 
 
-def _serialize(dag: DAG) -> None:
-    """Write ``dag`` to the metadata DB so that ``dag.test()`` accepts it (Airflow 3.3 needs this)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-
-
 @pytest.fixture
 def run_dag(airflow_db: None) -> Any:
     """Return a function that runs a DAG object with ``dag.test()`` and returns the DagRun.
@@ -64,7 +54,9 @@ def run_dag(airflow_db: None) -> Any:
     """
 
     def _run(dag: DAG, **kwargs: Any) -> DagRun:
-        _serialize(dag)
+        from tests.airflow_compat import serialize_dag
+
+        serialize_dag(dag)
         return dag.test(**kwargs)
 
     return _run
@@ -75,7 +67,7 @@ def load_dag_file(airflow_db: None) -> Any:
     """Return a function that loads one DAG from a file (e.g. ``example_dags/x.py``) by id."""
 
     def _load(path: str | Path, dag_id: str) -> DAG:
-        from airflow.dag_processing.dagbag import DagBag
+        from tests.airflow_compat import DagBag
 
         bag = DagBag(dag_folder=str(path))
         assert not bag.import_errors, bag.import_errors

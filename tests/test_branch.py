@@ -67,12 +67,10 @@ def test_summary_rendered_as_text_is_parsed():
 
 
 def failover_dag(dag_id: str, numbers: list[str], *, deferrable: bool = False, mode: str = "poke") -> Any:
-    from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.sdk import DAG
-
     from airflow_provider_omni.operators.scenario import OmniCreateScenarioOperator
     from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
     from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
+    from tests.airflow_compat import DAG, EmptyOperator
 
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
         scenario = OmniCreateScenarioOperator(

@@ -87,7 +87,7 @@ def test_flow_as_json_text_is_read() -> None:
 def test_templated_name_and_flow_in_a_dag_run(
     run_dag: Any, task_states: Any, omni_sandbox: Any, omni_connection: str
 ) -> None:
-    from airflow.sdk import DAG
+    from tests.airflow_compat import DAG
 
     with DAG(
         "send_scenario_templated",

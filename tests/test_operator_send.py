@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 import pytest
@@ -23,6 +23,9 @@ from airflow_provider_omni.operators.send import (
     build_send_result,
     coerce_destinations,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FLOW = [{"channel": "VIBER", "from": "InfoSMS"}, {"channel": "SMS", "from": "InfoSMS"}]
 
@@ -300,7 +303,7 @@ def test_importing_the_operator_in_a_dag_file_stays_light() -> None:
     import sys
 
     code = (
-        "import sys, airflow.sdk; before = set(sys.modules); "
+        "import sys; from airflow.providers.common.compat.sdk import DAG; before = set(sys.modules); "
         "import airflow_provider_omni.operators.send; print(sorted(set(sys.modules) - before))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -330,7 +333,7 @@ def test_init_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_rejected_destinations_are_reported_after_every_bulk_went_out(
-    omni_sandbox: Any, scenario_key: str, fail: bool, capsys: pytest.CaptureFixture[str]
+    omni_sandbox: Any, scenario_key: str, fail: bool, logs: Callable[[], str]
 ) -> None:
     # An e-mail address cannot be reached by a VIBER -> SMS flow: the sandbox refuses it at send.
     destinations = [*numbers(4), {"to": {"emailAddress": "someone@example.com"}}, *numbers(4, start=10)]
@@ -353,11 +356,11 @@ def test_rejected_destinations_are_reported_after_every_bulk_went_out(
         assert result["bulks"][1]["rejected"] == 1
         assert result["rejected_destinations"][0]["status"].startswith("REJECTED")
         assert result["rejected_destinations"][0]["to"] == "so***"  # an e-mail address, masked
-    assert "1 of 9 destinations were refused at send" in capsys.readouterr().out
+    assert "1 of 9 destinations were refused at send" in logs()
 
 
 def test_rejected_numbers_are_shortened_in_log_and_xcom(
-    omni_sandbox: Any, scenario_key: str, capsys: pytest.CaptureFixture[str]
+    omni_sandbox: Any, scenario_key: str, logs: Callable[[], str]
 ) -> None:
     omni_sandbox.admin.configure(reject_duplicate_message_ids=True)
     destinations = [{"to": "41793026727", "messageId": "dup"}]
@@ -371,7 +374,7 @@ def test_rejected_numbers_are_shortened_in_log_and_xcom(
 
     assert result["rejected"] == 1
     assert result["rejected_destinations"][0]["to"] == "+4179****727"
-    output = capsys.readouterr().out
+    output = logs()
     refused = output[output.index("refused at send") :]
     assert "+4179****727 (dup): REJECTED_DUPLICATE_MESSAGE_ID" in refused
     assert "41793026727" not in output
@@ -424,7 +427,7 @@ COLLECTED: list[Any] = []
 def test_templated_destinations_and_texts_in_a_dag_run(
     run_dag: Any, task_states: Any, omni_sandbox: Any, scenario_key: str
 ) -> None:
-    from airflow.sdk import DAG, task
+    from tests.airflow_compat import DAG, task
 
     COLLECTED.clear()
     with DAG(
@@ -472,7 +475,7 @@ def test_templated_destinations_and_texts_in_a_dag_run(
 def test_mapped_sends_put_the_map_index_in_the_ids(
     run_dag: Any, task_states: Any, omni_sandbox: Any, scenario_key: str
 ) -> None:
-    from airflow.sdk import DAG, task
+    from tests.airflow_compat import DAG, task
 
     COLLECTED.clear()
     with DAG("send_mapped", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:

@@ -1,7 +1,7 @@
 """A DAG file that uses the provider imports nothing heavy: no HTTP client, no models, no sandbox.
 
 The DAG processor parses every DAG file again and again; what the provider imports at module level is
-paid each time.  A fresh interpreter imports ``airflow.sdk`` (every DAG file pays it), notes
+paid each time.  A fresh interpreter imports ``DAG`` as the example DAGs do (every DAG file pays it), notes
 ``sys.modules``, then does what a DAG file does with the provider: imports the operators, the sensor,
 the branch operator and the notifier, and builds a DAG with them.  The modules that added must not
 include the hook (``requests``, ``urllib3``), the pydantic models, the trigger or the sandbox.
@@ -38,8 +38,7 @@ DAG_FILE = textwrap.dedent(
     import json
     import sys
 
-    import airflow.sdk
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     before = set(sys.modules)
 
@@ -129,7 +128,7 @@ def test_the_dag_file_builds_its_tasks(parsed):
 @pytest.mark.parametrize("module", RUN_TIME_ONLY)
 def test_parsing_a_dag_file_does_not_import(parsed, module):
     if _under(module, parsed["before"]):
-        pytest.skip(f"airflow.sdk itself imports {module}")
+        pytest.skip(f"Airflow's DAG import itself imports {module}")
     assert _under(module, parsed["added"]) == []
 
 

@@ -443,7 +443,7 @@ def test_airflow_retry_in_a_dag_run_does_not_send_twice(
     run_dag: Any, omni_sandbox: Any, scenario_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real retry: dag.test() runs try 2 of the task in-process, with Airflow's task state store."""
-    from airflow.sdk import DAG
+    from tests.airflow_compat import DAG
 
     calls = {"n": 0}
     real = OmniHook.send_advanced_bulk

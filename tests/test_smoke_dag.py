@@ -6,7 +6,7 @@ import pytest
 
 @pytest.mark.dag
 def test_inline_dag_runs(run_dag, task_states):
-    from airflow.sdk import DAG, task
+    from tests.airflow_compat import DAG, task
 
     with DAG("smoke_inline", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
 

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from test_sensor import (
     ALL_PERSONAS,
     EXPECTED_ALL,
@@ -25,6 +24,7 @@ from test_trigger import events_of
 
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
+from tests.airflow_compat import TaskDeferred
 
 #: A full bulk: 1000 destinations, every persona digit 100 times (8: undeliverable, 9: silent).
 FULL_BULK = [f"4179{i:07d}" for i in range(1000)]

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 from test_sensor import ALL_PERSONAS, EXPECTED_ALL, FakeStateStore, make_sensor, send
 from test_trigger import events_of, make_trigger
 from test_wait_state import context, outcomes
@@ -20,6 +19,7 @@ from test_wait_state import context, outcomes
 from airflow_provider_omni import exceptions as exc
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import DeliveryReport
+from tests.airflow_compat import AirflowSensorTimeout, TaskDeferred
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -308,7 +308,7 @@ def test_a_deferred_retry_keeps_the_first_tries_deadline_and_a_clear_starts_a_ne
 
 
 def test_a_deferrable_retry_past_the_deadline_with_soft_fail_is_skipped(omni_sandbox, omni_connection):
-    from airflow.sdk.exceptions import AirflowSkipException
+    from tests.airflow_compat import AirflowSkipException
 
     result = send(OmniHook(), ["41793026729"], viber_validity=86400, sms_validity=86400)
     store = FakeStateStore()

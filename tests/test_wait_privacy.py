@@ -18,10 +18,9 @@ from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTri
 
 
 def wait_dag(dag_id: str, numbers: list[str], detail_path: str) -> Any:
-    from airflow.sdk import DAG
-
     from airflow_provider_omni.operators.scenario import OmniCreateScenarioOperator
     from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
+    from tests.airflow_compat import DAG
 
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False) as dag:
         scenario = OmniCreateScenarioOperator(

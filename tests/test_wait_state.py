@@ -8,13 +8,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from test_sensor import ALL_PERSONAS, STATE_KEY, FakeStateStore, make_sensor, send
 from test_trigger import events_of
 
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import is_refused_at_send
 from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
+from tests.airflow_compat import TaskDeferred
 
 VIBER_ONLY = [{"channel": "VIBER", "from": "InfoSMS"}]
 SMS_ONLY = [{"channel": "SMS", "from": "InfoSMS"}]

@@ -70,22 +70,13 @@ from airflow_provider_omni.models import (
     to_payload,
 )
 from airflow_provider_omni.privacy import shorten_numbers, shorten_phone_number
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # pragma: no cover - Airflow without the task SDK
-    from airflow.providers.common.compat.sdk import BaseHook  # type: ignore[no-redef]
-
-try:
-    from airflow.sdk.log import mask_secret
-except ImportError:  # pragma: no cover - older Airflow
-    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,attr-defined]
+from airflow_provider_omni.version_compat import BaseHook, mask_secret
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 SCENARIOS_PATH = "/omni/1/scenarios"
 REPORTS_PATH = "/omni/1/reports"
@@ -1115,7 +1106,10 @@ class OmniHook(BaseHook):
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import BooleanField, IntegerField, StringField
-        from wtforms.validators import AnyOf, NumberRange, Optional, Regexp
+
+        # any_of (not AnyOf): Airflow 3.0/3.1 turn these widgets into the React form with wtforms mocked,
+        # and read the choices from a patched ``wtforms.validators.any_of``.
+        from wtforms.validators import NumberRange, Optional, Regexp, any_of
 
         widgets: dict[str, Any] = {}
         for name, spec in CONN_FIELDS.items():
@@ -1133,7 +1127,7 @@ class OmniHook(BaseHook):
             else:
                 validators: list[Any] = [Optional()]
                 if "enum" in schema:
-                    validators.append(AnyOf(schema["enum"]))
+                    validators.append(any_of(schema["enum"]))
                 if "pattern" in schema:
                     validators.append(Regexp(schema["pattern"]))
                 widgets[name] = StringField(

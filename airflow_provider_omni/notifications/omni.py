@@ -5,16 +5,15 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseNotifier
-
 from airflow_provider_omni.exceptions import OmniSendUncertainError
 from airflow_provider_omni.operators._ids import short_hash
 from airflow_provider_omni.privacy import shorten_phone_number
+from airflow_provider_omni.version_compat import BaseNotifier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_omni.hooks.omni import OmniHook
     from airflow_provider_omni.models import OmniAdvancedRequest

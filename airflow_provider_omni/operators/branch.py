@@ -34,12 +34,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseBranchOperator
-
 from airflow_provider_omni.sensors.delivery_report import parse_xcom_value
+from airflow_provider_omni.version_compat import BaseBranchOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 def _ids(value: str | Iterable[str] | None) -> list[str]:

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk import BaseOperator
 from pydantic import BaseModel, ValidationError
 
 from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
@@ -30,10 +29,11 @@ from airflow_provider_omni.operators._send_ledger import (
     SendLedger,
 )
 from airflow_provider_omni.privacy import shorten_phone_number
+from airflow_provider_omni.version_compat import BaseOperator
 
 if TYPE_CHECKING:
     import jinja2
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_omni.hooks.omni import OmniHook
     from airflow_provider_omni.models import (

@@ -11,19 +11,19 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
-from airflow.exceptions import AirflowException
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-
-try:  # Airflow 3.3 names it AirflowSensorTimeout in airflow.sdk.exceptions; older in airflow.exceptions
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-except ImportError:  # pragma: no cover
-    from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined]
+from airflow_provider_omni.version_compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_omni.hooks.omni import OmniHook
     from airflow_provider_omni.models import OmniChannel, OmniLog
@@ -505,8 +505,11 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         if unfinished and self._reconcile_due():
             self._rebuild_from_logs(tracker)
             unfinished = tracker.unfinished()
-        # buckets the logs declared failed without an error: ask their reports once for the error
-        to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
+        if unfinished and self._hold_reports(context):
+            to_poll: list[str] = []
+        else:
+            # buckets the logs declared failed without an error: ask their reports once for the error
+            to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
         if to_poll:
             self._mark_dirty(context)
             self._poll(tracker, to_poll, unfinished)
@@ -518,6 +521,15 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         if self._deadline is not None and time.time() >= self._deadline:
             return self._timed_out(context, f"{counts['PENDING']} destination(s) still pending")
         return PokeReturnValue(False)
+
+    def _hold_reports(self, context: Context) -> bool:
+        """Whether to leave the reports to the trigger: a deferrable wait without a task state store
+        (Airflow before 3.3) would lose what it consumes before deferring (reports are handed out once),
+        so it reads only the logs here and defers when anything is unfinished."""
+        if not self.deferrable or self._store(context) is not None:
+            return False
+        self.log.info("No task state store (Airflow before 3.3): the trigger reads the reports")
+        return True
 
     def _poll(self, tracker: DeliveryTracker, to_poll: list[str], unfinished: list[str]) -> None:
         for index, bucket_id in enumerate(to_poll):
@@ -562,10 +574,6 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         outcomes = f"; outcomes so far: {tracker.counts()}" if tracker is not None else ""
         message = f"Timed out waiting for OMNI delivery reports: {why}{outcomes}"
         if self.soft_fail or getattr(self, "never_fail", False):
-            try:
-                from airflow.sdk.exceptions import AirflowSkipException
-            except ImportError:  # pragma: no cover
-                from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef,attr-defined]
             raise AirflowSkipException(message)
         raise AirflowSensorTimeout(message)
 
@@ -788,7 +796,7 @@ def _seconds(value: timedelta | float | None) -> float | None:
 def _open_path(path: str) -> Any:
     """Return an object with ``open()`` for ``path``: ``ObjectStoragePath`` for URLs when available."""
     if "://" in path:
-        from airflow.sdk import ObjectStoragePath
+        from airflow_provider_omni.version_compat import ObjectStoragePath
 
         return ObjectStoragePath(path)
     from pathlib import Path

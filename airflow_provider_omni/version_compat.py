@@ -1,0 +1,73 @@
+"""What differs between the Airflow versions the provider supports (2.11 to 3.3), in one place.
+
+The version flags follow the official providers' ``version_compat.py``; the classes and exceptions
+whose import path moved between Airflow 2 and 3 come from ``apache-airflow-providers-common-compat``
+(``airflow.providers.common.compat.sdk``), which already picks the right path for the running Airflow.
+Nothing else in the package looks at the Airflow version.
+
+What degrades, by version (tested by ``make test-matrix``, see the README's compatibility table):
+
+* the task state store (``context["task_state_store"]``) exists from Airflow 3.3: the send keeps its
+  write-ahead record of bulks there and the sensor its progress; before 3.3 the send settles an earlier
+  try from Infobip's logs and the sensor starts again from the logs after a restart;
+* the connection form: Flask AppBuilder widgets on 2.11, the hook's widget methods on 3.0 and 3.1,
+  ``conn-fields`` in ``provider.yaml`` from 3.2.
+"""
+
+from __future__ import annotations
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+
+def _airflow_version_tuple() -> tuple[int, int, int]:
+    version = Version(_airflow_version)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_VERSION: tuple[int, int, int] = _airflow_version_tuple()
+AIRFLOW_V_3_0_PLUS: bool = AIRFLOW_VERSION >= (3, 0, 0)
+AIRFLOW_V_3_1_PLUS: bool = AIRFLOW_VERSION >= (3, 1, 0)
+AIRFLOW_V_3_2_PLUS: bool = AIRFLOW_VERSION >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
+
+#: the task state store (``context["task_state_store"]``) that keeps the send's record of bulks
+HAS_TASK_STATE_STORE: bool = AIRFLOW_V_3_3_PLUS
+
+from airflow.providers.common.compat.sdk import (  # noqa: E402  (after the flags, like the official providers)
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseBranchOperator,
+    BaseHook,
+    BaseNotifier,
+    BaseOperator,
+    BaseSensorOperator,
+    ObjectStoragePath,
+    PokeReturnValue,
+    conf,
+    mask_secret,
+)
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "HAS_TASK_STATE_STORE",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseBranchOperator",
+    "BaseHook",
+    "BaseNotifier",
+    "BaseOperator",
+    "BaseSensorOperator",
+    "ObjectStoragePath",
+    "PokeReturnValue",
+    "conf",
+    "mask_secret",
+]
