@@ -39,7 +39,6 @@ from airflow.providers.common.compat.sdk import (  # noqa: E402  (after the flag
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
-    BaseBranchOperator,
     BaseHook,
     BaseNotifier,
     BaseOperator,
@@ -49,6 +48,15 @@ from airflow.providers.common.compat.sdk import (  # noqa: E402  (after the flag
     conf,
     mask_secret,
 )
+
+# common-compat tries airflow.operators.branch (a deprecated alias on 3.0 and 3.1, which warns at every
+# DAG parse) before the standard provider: choose the right module here
+if AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk import BaseBranchOperator
+elif AIRFLOW_V_3_0_PLUS:
+    from airflow.providers.standard.operators.branch import BaseBranchOperator  # type: ignore[no-redef,assignment]
+else:
+    from airflow.operators.branch import BaseBranchOperator  # type: ignore[no-redef,attr-defined]
 
 __all__ = [
     "AIRFLOW_VERSION",

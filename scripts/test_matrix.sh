@@ -2,14 +2,17 @@
 # The compatibility matrix: the provider installed FROM THE WHEEL (never editable) in one venv per
 # (Airflow, Python) combination, Airflow's provider CLI checked, and the test suite run against it.
 #
-#   scripts/test_matrix.sh                     (make test-matrix) every combination, one after another
+#   scripts/test_matrix.sh                     (make test-matrix) every combination, MATRIX_JOBS at once
 #   MATRIX_ONLY="2.11 3.2" scripts/test_matrix.sh   only these Airflow series (space or comma separated)
 #
 # Environment:
 #   MATRIX_ONLY           Airflow series to run (default: all of MATRIX below)
 #   MATRIX_TESTS          test paths, relative to the repository (default: tests)
 #   MATRIX_PYTEST_ARGS    extra pytest arguments, appended (e.g. "-x -k sensor" or "-m 'not browser and not dag'")
-#   MATRIX_MARKERS        the -m expression (default: "not browser")
+#   MATRIX_MARKERS        the -m expression (default: "not bench"; "and not browser" is added for the
+#                         combinations not marked "browser" in MATRIX)
+#   MATRIX_JOBS           combinations run at once (default: 3; each has its own venv, AIRFLOW_HOME,
+#                         temporary folder and free ports)
 #   MATRIX_EXTRAS         extras of the wheel to install (default: test)
 #   MATRIX_FORCE_INSTALL  1 (default): when the wheel does not install as declared, record the
 #                         failure and install it anyway with apache-airflow overridden to the
@@ -43,15 +46,18 @@ ROOT=$REPO/.venv-matrix
 
 # The diagonal: Airflow series and Python. The exact Airflow version comes from the combination's
 # constraints file (constraints/airflow-<series>.txt, written by constraints/generate.sh).
+# A third word "browser": that combination also runs the browser tests (the connection form in
+# headless Chromium: the Flask AppBuilder UI on 2.11, the React UI on 3.3).
 MATRIX=(
-  "2.11 3.11"
+  "2.11 3.11 browser"
   "3.0 3.11"
   "3.1 3.12"
   "3.2 3.12"
-  "3.3 3.13"
+  "3.3 3.13 browser"
 )
 
-MARKERS=${MATRIX_MARKERS:-not browser}
+MARKERS=${MATRIX_MARKERS:-not bench}
+JOBS=${MATRIX_JOBS:-3}
 EXTRAS=${MATRIX_EXTRAS:-test}
 FORCE=${MATRIX_FORCE_INSTALL:-1}
 read -r -a TEST_PATHS <<<"${MATRIX_TESTS:-tests}"
@@ -184,10 +190,11 @@ print(counts["passed"], counts["failed"], counts["errors"], counts["skipped"])
 PY
 }
 
-for combo in "${MATRIX[@]}"; do
-  read -r series py <<<"$combo"
-  selected "$series" || continue
-  name="${series}-py${py}"
+run_combo() {  # run_combo SERIES PY [browser]: everything for one combination; console output to stdout
+  local series=$1 py=$2 browser=${3:-}
+  local name="${series}-py${py}"
+  local VENV CONSTRAINTS started install imports cli tests passed failed errors skipped status
+  local airflow_version interpreter LOGS wheel_req minutes STAGE junit cmd t0 timeout_cmd rc markers sub out
   VENV=$ROOT/$name
   CONSTRAINTS=$REPO/constraints/airflow-${series}.txt
   started=$(date +%s)
@@ -198,14 +205,14 @@ for combo in "${MATRIX[@]}"; do
   if [ ! -f "$CONSTRAINTS" ]; then
     echo "no $CONSTRAINTS: run constraints/generate.sh $series" >&2
     record "$series" "$py" "-" "no constraints" "-" "-" "-" 0 0 0 0 "0.0"
-    overall=1; continue
+    return 1
   fi
 
   if ! interpreter=$(find_python "$py") ||
      ! UV_PYTHON_DOWNLOADS=never "$UV" venv -q --clear --python "$interpreter" "$VENV"; then
     echo "cannot create the venv: no working python${py}" >&2
     record "$series" "$py" "$airflow_version" "no python${py}" "-" "-" "-" 0 0 0 0 "0.0"
-    overall=1; continue
+    return 1
   fi
   LOGS=$VENV/_matrix
   mkdir -p "$LOGS/airflow-home" "$LOGS/tmp"
@@ -232,7 +239,7 @@ for combo in "${MATRIX[@]}"; do
     status="FAIL"; overall=1
     minutes=$(awk -v s="$(( $(date +%s) - started ))" 'BEGIN{printf "%.1f", s/60}')
     record "$series" "$py" "$airflow_version" "$install" "-" "-" "-" 0 0 0 0 "$minutes"
-    continue
+    return 1
   fi
   "$UV" pip freeze >"$LOGS/freeze.txt" 2>/dev/null
   echo "    $(grep -E '^(apache-airflow|apache-airflow-core|apache-airflow-task-sdk|apache-airflow-providers-common-compat|airflow-provider-omni)( @|==)' "$LOGS/freeze.txt" | sed 's/ @ .*/ (wheel)/' | tr '\n' ' ')"
@@ -278,13 +285,13 @@ PY
   grep -E '^    airflow_provider_omni' "$LOGS/imports.log" | grep -v ': ok$' | cut -c1-300
 
   # -- the providers CLI, with a private AIRFLOW_HOME
-  declare -A want=(
+  local -A want=(
     [list]="airflow-provider-omni"
     [hooks]="infobip_omni"
     [triggers]="OmniDeliveryReportTrigger|airflow_provider_omni.triggers.delivery_report"
     [notifications]="OmniNotifier"
   )
-  cli_failed=()
+  local cli_failed=()
   for sub in list hooks triggers notifications; do
     out="$LOGS/providers-$sub.log"
     (cd "$LOGS" && "$VENV/bin/airflow" providers "$sub" -o plain) >"$out" 2>&1
@@ -307,7 +314,9 @@ PY
   # python -m pytest: the cwd (the staged copy, where tests/ is a namespace package for
   # `from tests.openapi import ...`) is on sys.path; it holds no airflow_provider_omni/.
   # --continue-on-collection-errors: a test file that does not import must not hide the others.
-  cmd=("$VENV/bin/python" -m pytest -p no:cacheprovider -p matrix_guard -m "$MARKERS" -q -ra
+  markers=$MARKERS
+  [ "$browser" = "browser" ] || markers="($MARKERS) and not browser"
+  cmd=("$VENV/bin/python" -m pytest -p no:cacheprovider -p matrix_guard -m "$markers" -q -ra
        --continue-on-collection-errors
        --basetemp "$LOGS/pytest-tmp" --junitxml "$junit" "${TEST_PATHS[@]}" "${EXTRA_ARGS[@]}")
   echo "--- pytest (cwd ${STAGE#"$REPO"/}): ${cmd[*]#"$VENV"/}"
@@ -330,21 +339,42 @@ PY
     *) tests="FAIL(rc=$rc)"; status="FAIL" ;;
   esac
   echo "    pytest exit $rc in $(( $(date +%s) - t0 ))s; per file: ${LOGS#"$REPO"/}/by-file.txt"
+  if [ -d "$STAGE/artifacts" ] && [ -n "$(ls -A "$STAGE/artifacts")" ]; then  # screenshots
+    rm -rf "$REPO/artifacts/matrix-$name"; mkdir -p "$REPO/artifacts/matrix-$name"
+    cp -r "$STAGE/artifacts/." "$REPO/artifacts/matrix-$name/"
+    echo "    artifacts: artifacts/matrix-$name/ ($(ls "$REPO/artifacts/matrix-$name" | tr '\n' ' '))"
+  fi
   [ "${MATRIX_KEEP_STAGE:-0}" = "1" ] || rm -rf "$STAGE" "$LOGS/pytest-tmp" "$LOGS/tmp"
   [ "$install" != "ok" ] && status="FAIL"
-  [ "$status" = "FAIL" ] && overall=1
   minutes=$(awk -v s="$(( $(date +%s) - started ))" 'BEGIN{printf "%.1f", s/60}')
   record "$series" "$py" "$airflow_version" "$install" "$imports" "$cli" "$tests" \
     "$passed" "$failed" "$errors" "$skipped" "$minutes"
-  unset VIRTUAL_ENV
+  [ "$status" = "PASS" ]
+}
+
+# Up to $JOBS combinations at once (the tests mostly wait on the sandbox's simulated time and on
+# subprocesses, so 3 at once fit 2 cores); each one's console output is printed when it ends.
+pids=(); names=()
+for combo in "${MATRIX[@]}"; do
+  read -r series py browser <<<"$combo"
+  selected "$series" || continue
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  name="${series}-py${py}"
+  echo "--- $(date +%H:%M:%S) starting Airflow $series on Python $py${browser:+ (with the browser tests)}"
+  ( run_combo "$series" "$py" "$browser" ) >"$ROOT/$name.out" 2>&1 &
+  pids+=($!); names+=("$name")
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || overall=1
+  cat "$ROOT/${names[$i]}.out"
 done
 
 TOTAL=$(( $(date +%s) - START_ALL ))
 echo
-echo "=================== matrix results (pytest -m \"$MARKERS\"${MATRIX_PYTEST_ARGS:+ $MATRIX_PYTEST_ARGS})"
+echo "=================== matrix results (pytest -m \"$MARKERS\", browser tests where marked${MATRIX_PYTEST_ARGS:+; $MATRIX_PYTEST_ARGS})"
 {
   printf 'Airflow\tPython\tversion\tinstall\timports\tproviders CLI\ttests\tpassed\tfailed\terrors\tskipped\tminutes\n'
-  cat "$RESULTS"
+  sort -V "$RESULTS"
 } | column -t -s $'\t'
 awk -v t="$TOTAL" 'BEGIN{printf "total wall time: %.1f minutes\n", t/60}'
 echo "logs: .venv-matrix/<series>-py<python>/_matrix/ (install.log, providers-*.log, pytest.log, by-file.txt)"

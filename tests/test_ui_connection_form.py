@@ -29,11 +29,18 @@ from airflow_provider_omni.get_provider_info import (
     HOOK_NAME,
     UI_FIELD_BEHAVIOUR,
 )
+from tests.airflow_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 has the Flask UI: tests/test_ui_connection_form_fab.py"
+    ),
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

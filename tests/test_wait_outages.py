@@ -19,7 +19,7 @@ from test_wait_state import context, outcomes
 from airflow_provider_omni import exceptions as exc
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import DeliveryReport
-from tests.airflow_compat import AirflowSensorTimeout, TaskDeferred
+from tests.airflow_compat import HAS_TASK_STATE_STORE, AirflowSensorTimeout, TaskDeferred
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -334,4 +334,7 @@ def test_a_real_deferrable_wait_rides_out_a_short_outage(
     assert "[DAG TEST] running trigger in line" in caplog.text
     assert task_states(dag_run)["wait"] == "success"
     assert xcom_of(dag_run, "wait")["outcomes"] == EXPECTED_ALL
-    assert omni_sandbox.admin.stats()["faults_fired"].get("reports") == 8
+    # the outage was met (with a task state store the pre-defer poke and the trigger meet all 8 503s;
+    # without one, Airflow < 3.3, the trigger may finish from the logs before the outage ends)
+    fired = omni_sandbox.admin.stats()["faults_fired"].get("reports", 0)
+    assert fired == 8 if HAS_TASK_STATE_STORE else fired >= 1

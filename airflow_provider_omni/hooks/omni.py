@@ -1111,6 +1111,13 @@ class OmniHook(BaseHook):
         # and read the choices from a patched ``wtforms.validators.any_of``.
         from wtforms.validators import NumberRange, Optional, Regexp, any_of
 
+        # Airflow 2's Test button sends a ticked checkbox's value attribute as the extra, and wtforms'
+        # default is "y", which the hook refuses; "true" is read by both the hook and wtforms. Only the
+        # real field takes render_kw (the 3.0/3.1 stand-ins accept no such argument).
+        checkbox: dict[str, Any] = {}
+        if getattr(BooleanField, "__module__", "").startswith("wtforms"):
+            checkbox = {"render_kw": {"value": "true"}}
+
         widgets: dict[str, Any] = {}
         for name, spec in CONN_FIELDS.items():
             schema = spec["schema"]
@@ -1118,7 +1125,7 @@ class OmniHook(BaseHook):
             common = {"description": spec.get("description", ""), "default": schema.get("default")}
             label = lazy_gettext(spec["label"])
             if kind == "boolean":
-                widgets[name] = BooleanField(label, **common)
+                widgets[name] = BooleanField(label, **common, **checkbox)
             elif kind == "integer":
                 limits = NumberRange(min=schema.get("minimum"), max=schema.get("maximum"))
                 widgets[name] = IntegerField(

@@ -678,7 +678,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             get_first = getattr(context.get("ti"), "get_first_reschedule_date", None)
             first = get_first(context) if get_first is not None else None
             if first is not None:
-                return float(first.timestamp())
+                return _timestamp(first)
         return time.time()
 
     def execute(self, context: Context) -> Any:
@@ -772,6 +772,16 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 failed_cap=self.failed_cap,
             )
         return known.complete_summary(trigger_summary)
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch of a datetime, or of the ISO text Airflow 3.0's task SDK returns for
+    ``get_first_reschedule_date``."""
+    if isinstance(value, str):
+        import pendulum
+
+        value = pendulum.parse(value)
+    return float(value.timestamp())
 
 
 def _of_this_send(stored: Any, fingerprint: str) -> dict[str, Any] | None:
