@@ -117,7 +117,7 @@ stage_tests() {  # stage_tests DEST: a copy of what the tests read from the repo
   local dest=$1
   rm -rf "$dest"; mkdir -p "$dest"
   local item
-  for item in tests example_dags bench .ci README.md CHANGELOG.md pyproject.toml; do
+  for item in tests example_dags bench .ci scripts constraints README.md CHANGELOG.md pyproject.toml; do
     [ -e "$REPO/$item" ] && cp -r "$REPO/$item" "$dest/"
   done
   find "$dest" -name __pycache__ -type d -prune -exec rm -rf {} +
@@ -381,5 +381,5 @@ echo "logs: .venv-matrix/<series>-py<python>/_matrix/ (install.log, providers-*.
 return $overall
 }
 
-main "$@"
-exit $?
+# One compound command: bash reads it whole before running it, so it never reads this file again.
+{ main "$@"; exit $?; }

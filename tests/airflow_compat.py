@@ -105,3 +105,22 @@ def xcom_value(dag_run: DagRun, task_id: str, map_index: int = -1, key: str = "r
             )
         ).first()
         return None if row is None else XComModel.deserialize_value(row)
+
+
+def leave_triggers_to_a_triggerer(monkeypatch: Any) -> None:
+    """Make ``dag.test()`` leave a deferred task DEFERRED (with its trigger row in the metadata DB)
+    instead of running the trigger in line, so that a real ``airflow triggerer`` process must pick it
+    up; ``dag.test()`` then waits, re-reading the task instances, until the triggerer schedules it."""
+    if AIRFLOW_V_3_0_PLUS:
+        import airflow.sdk.definitions.dag as dag_module
+
+        def run_task(*args: Any, **kwargs: Any) -> Any:
+            return original(*args, **{**kwargs, "run_triggerer": False})
+    else:
+        import airflow.models.dag as dag_module  # type: ignore[no-redef]
+
+        def run_task(*args: Any, **kwargs: Any) -> Any:
+            return original(*args, **{**kwargs, "inline_trigger": False})
+
+    original = dag_module._run_task
+    monkeypatch.setattr(dag_module, "_run_task", run_task)

@@ -33,3 +33,27 @@ def test_the_readme_names_the_two_commands_that_ci_runs() -> None:
     assert "make demo" in text
     assert "make test" in text
     assert "make test" in ci
+
+
+def test_the_install_lines_match_the_constraints_and_the_matrix() -> None:
+    """Each README install line names the Airflow pinned by its constraints file and the Python of
+    its matrix entry in scripts/test_matrix.sh."""
+    root = README.parent
+    text = README.read_text(encoding="utf-8")
+    lines = re.findall(
+        r'pip install "apache-airflow==([\d.]+)"\s+\. '
+        r"-c constraints/airflow-([\d.]+)\.txt\s+# Python ([\d.]+)",
+        text,
+    )
+    matrix = dict(
+        re.findall(
+            r'^\s+"([\d.]+) ([\d.]+)(?: browser)?"$', (root / "scripts" / "test_matrix.sh").read_text(), re.M
+        )
+    )
+    assert {series for _, series, _ in lines} == set(matrix) == {"2.11", "3.0", "3.1", "3.2", "3.3"}
+    for version, series, python in lines:
+        pinned = re.search(
+            r"^apache-airflow==([\d.]+)$", (root / "constraints" / f"airflow-{series}.txt").read_text(), re.M
+        )
+        assert pinned is not None and pinned.group(1) == version, series
+        assert matrix[series] == python, series

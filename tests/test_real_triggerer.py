@@ -1,0 +1,100 @@
+"""A deferrable wait finished by Airflow's real triggerer: ``airflow triggerer`` as its own process.
+
+``dag.test()`` runs the DAG, but a deferred task stays DEFERRED in the metadata DB (SQLite, shared
+with the triggerer process) instead of running its trigger in line: the triggerer must load
+``OmniDeliveryReportTrigger`` from its serialized row, run it in its own event loop (on Airflow 3,
+in the triggerer's supervised subprocess, with the connection from the environment), and write the
+event back, after which ``dag.test()`` resumes the sensor with ``execute_complete``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from test_branch import failover_dag
+from test_sensor import ALL_PERSONAS, EXPECTED_ALL, xcom_of
+
+from tests.airflow_compat import leave_triggers_to_a_triggerer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def triggerer(airflow_db: None, omni_connection: str, tmp_path: Path) -> Iterator[Path]:
+    """Start ``airflow triggerer`` on the tests' metadata DB; yield its log file."""
+    log_path = tmp_path / "triggerer.log"
+    env = {
+        **os.environ,  # AIRFLOW_HOME (the tests' DB) and AIRFLOW_CONN_OMNI_DEFAULT (the sandbox)
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # its log server on a free port (the default 8794 is taken when matrix runs overlap)
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [AIRFLOW, "triggerer"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            yield log_path
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+
+
+@pytest.mark.dag
+@pytest.mark.timeout(240)
+def test_a_deferred_wait_is_finished_by_a_real_triggerer_process(
+    omni_sandbox: Any,
+    triggerer: Path,
+    run_dag: Any,
+    task_states: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    omni_sandbox.admin.configure(time_scale=30)  # the silent persona needs ~2 s: the wait really defers
+    leave_triggers_to_a_triggerer(monkeypatch)
+    caplog.set_level("INFO")
+    started = time.monotonic()
+
+    dag_run = run_dag(failover_dag("wait_real_triggerer", ALL_PERSONAS, deferrable=True))
+
+    log = triggerer.read_text(errors="replace")
+    assert task_states(dag_run)["wait"] == "success", log[-3000:]
+    assert "Starting the triggerer" in log, log[-3000:]
+    # the wait was DEFERRED in the DB, and nobody in this process ran its trigger: the triggerer did
+    assert re.search(r"wait_real_triggerer\.wait [^>]*\[deferred\]", caplog.text)
+    assert "[DAG TEST] running trigger in line" not in caplog.text
+    summary = xcom_of(dag_run, "wait")
+    assert summary["outcomes"] == EXPECTED_ALL
+    assert summary["errors"] == {"EC_ABSENT_SUBSCRIBER": 1, "EC_VALIDITY_EXPIRED": 1}
+    assert task_states(dag_run)["on_failed"] == "success"  # the branch of the outcome
+    print(f"deferred wait through a real triggerer: {time.monotonic() - started:.1f} s")
