@@ -458,9 +458,13 @@ class OmniHook(BaseHook):
 
     async def _asettings(self) -> ConnectionSettings:
         if self._settings is None:
+            from asgiref.sync import sync_to_async
+
             conn = await _get_async_connection(self.omni_conn_id)
             extras = await _get_async_extra(conn)
-            self._settings = self._settings_from(conn, extras)
+            # off the event loop: registering the secret with the masker is a synchronous call to the
+            # supervisor in Airflow 3.0's triggerer, which refuses to run in the loop's own thread
+            self._settings = await sync_to_async(self._settings_from)(conn, extras)
         return self._settings
 
     @property
