@@ -108,3 +108,22 @@ async def test_only_get_requests_and_only_for_its_bulks(omni_sandbox, omni_conne
     assert len(hook.get_reports(bulk_id="other.b1")) == 3
     stats = omni_sandbox.admin.stats()["requests"]
     assert stats.get("advanced") == 2  # the two sends of this test, none from the trigger
+
+
+async def test_the_hook_is_made_off_the_event_loop(omni_sandbox, omni_connection, monkeypatch):
+    """Importing the hook's module (requests, httpx, the models) takes a few hundred milliseconds the
+    first time: in the triggerer's event loop that would hold up every other trigger."""
+    import threading
+
+    loop_thread = threading.current_thread()
+    made_in: list[threading.Thread] = []
+    original = OmniDeliveryReportTrigger._hook
+
+    def recording_hook(self: OmniDeliveryReportTrigger) -> Any:
+        made_in.append(threading.current_thread())
+        return original(self)
+
+    monkeypatch.setattr(OmniDeliveryReportTrigger, "_hook", recording_hook)
+    events = await events_of(make_trigger({"nothing.sent": 1}, end_time=time.time() + 0.2))
+    assert events and made_in
+    assert made_in[0] is not loop_thread

@@ -170,7 +170,9 @@ class OmniDeliveryReportTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Rebuild from the logs, then poll the reports until all are final or the deadline passes."""
         tracker = self._tracker()
-        hook = self._hook()
+        # the hook's module (requests, httpx, the pydantic models) is imported on first use: in a worker
+        # thread, so that it does not block the triggerer's event loop and every trigger on it
+        hook = await asyncio.to_thread(self._hook)
         failures, problem, retry_after = 0, "", None
         logs_read_at: float | None = None  # None: read the logs first (or again, after a failure)
         while True:
