@@ -11,6 +11,9 @@ This is Infobip's three-step OMNI recipe as one DAG:
 Then ``branch_on_outcome`` picks ``all_on_viber``, ``some_by_sms_fallback`` or ``some_failed``,
 and ``log_summary`` prints the summary as a table whichever branch ran.
 
+Trigger it with ``{"dry_run": true}`` to see what would be sent (the first request, the bulks) with
+nothing sent; every branch is then skipped.
+
 Trigger it with a config to choose the recipients, e.g. ``{"recipients": ["41793026727"]}``. The
 defaults cover every persona of the OMNI sandbox (by the number's last digit: 0-5 Viber user,
 6-7 no Viber so SMS, 8 unreachable, 9 never confirms so the message expires). The validity
@@ -74,6 +77,11 @@ with DAG(
             minItems=1,
             description="Phone numbers in international format (the defaults cover every sandbox persona).",
         ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Validate and show what would be sent (first request, bulks), send nothing.",
+        ),
     },
 ) as dag:
     scenario = OmniCreateScenarioOperator(
@@ -91,6 +99,7 @@ with DAG(
         viber_validity=timedelta(minutes=2),
         sms_validity=timedelta(minutes=5),
         callback_data="order-4711",
+        dry_run="{{ params.dry_run }}",
     )
 
     wait = OmniDeliveryReportSensor(

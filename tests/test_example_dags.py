@@ -133,6 +133,31 @@ def test_failover_dag_takes_the_branch_of_the_outcome(
 
 
 @pytest.mark.dag
+def test_failover_dag_dry_run_sends_nothing_and_follows_no_branch(
+    omni_sandbox: Any, omni_connection: str, load_dag_file: Any, run_dag: Any, task_states: Any, logs: Any
+) -> None:
+    dag = load_dag_file(FAILOVER, "omni_viber_sms_failover")
+    recipients = ["41793026720", "41793026726", "41793026728"]
+
+    dag_run = run_dag(dag, run_conf={"recipients": recipients, "dry_run": True})
+
+    states = task_states(dag_run)
+    assert dag_run.state == "success", states
+    assert omni_sandbox.admin.stats()["requests"].get("advanced", 0) == 0  # nothing sent
+    send = _xcom(dag_run, "send_viber_with_sms_fallback")
+    assert send["dry_run"] is True and send["flow"] == ["VIBER", "SMS"]
+    assert (send["total"], send["accepted"], len(send["bulks"])) == (3, 0, 1)
+    summary = _xcom(dag_run, "wait_for_delivery")
+    assert summary["dry_run"] is True and summary["total"] == 3
+    assert summary["bulks"] == [send["bulks"][0]["bulk_id"]]
+    assert {states[name] for name in BRANCHES} == {"skipped"}
+    assert states["log_summary"] == "success"
+    ours = [line for line in logs().splitlines() if "Dry run" in line]  # Airflow DEBUG-logs the conf
+    assert any("the first request would be POST /omni/1/advanced" in line for line in ours)
+    assert not any("41793026720" in line for line in ours)  # the body's numbers are shortened
+
+
+@pytest.mark.dag
 def test_failover_dag_with_every_persona_reports_the_expired_message_as_failed(
     omni_sandbox: Any, omni_connection: str, load_dag_file: Any, run_dag: Any, task_states: Any
 ) -> None:

@@ -500,3 +500,61 @@ def test_mapped_sends_put_the_map_index_in_the_ids(
     assert all(any(f".{key}." in bid for key in keys) for bid in bulk_ids)
     stats = omni_sandbox.admin.stats()
     assert stats["destinations"] == stats["distinct_message_ids"] == 5
+
+
+# -- dry run --------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_sends_nothing_and_names_the_bulks_a_send_would_use(
+    omni_sandbox: Any, scenario_key: str, logs: Callable[[], str]
+) -> None:
+    destinations = numbers(5)
+    dry = make_operator(scenario_key=scenario_key, destinations=destinations, batch_size=2, dry_run=True)
+
+    preview = dry.execute(make_context())
+
+    assert omni_sandbox.admin.stats()["requests"].get("advanced", 0) == 0
+    assert preview["dry_run"] is True and preview["flow"] == ["VIBER", "SMS"]
+    assert (preview["total"], preview["accepted"], preview["rejected"]) == (5, 0, 0)
+    assert [b["destinations"] for b in preview["bulks"]] == [2, 2, 1]
+    output = logs()
+    assert "Dry run: 5 destination(s) in 3 bulk(s)" in output and "Nothing was sent" in output
+    assert destinations[0] not in output
+    # the real send of the same task instance uses exactly the bulks and message ids shown
+    sent = make_operator(scenario_key=scenario_key, destinations=destinations, batch_size=2).execute(
+        make_context()
+    )
+    assert [b["bulk_id"] for b in sent["bulks"]] == [b["bulk_id"] for b in preview["bulks"]]
+    assert sent["message_ids"] == preview["message_ids"]
+    assert set(preview) - set(sent) == {"dry_run", "flow"}
+
+
+def test_a_dry_run_still_refuses_bad_input_before_anything(omni_sandbox: Any, scenario_key: str) -> None:
+    op = make_operator(scenario_key=scenario_key, destinations=["41793026727", "12"], dry_run=True)
+    with pytest.raises(OmniValidationError, match=r"destinations\[1\]"):
+        op.execute(make_context())
+    with pytest.raises(OmniValidationError, match="dry_run: 'maybe' is not true or false"):
+        make_operator(scenario_key=scenario_key, destinations=["41793026727"], dry_run="maybe").execute(
+            make_context()
+        )
+    assert omni_sandbox.admin.stats()["requests"].get("advanced", 0) == 0
+
+
+def test_the_sensor_and_the_branch_after_a_dry_run(omni_sandbox: Any, scenario_key: str) -> None:
+    from airflow_provider_omni.operators.branch import OmniDeliveryBranchOperator
+    from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
+
+    preview = make_operator(scenario_key=scenario_key, destinations=numbers(3), dry_run="True").execute(
+        make_context()
+    )
+    summary = OmniDeliveryReportSensor(task_id="wait", send_result=preview, deferrable=True).execute({})
+    assert summary["dry_run"] is True and summary["total"] == 3 and summary["all_final"] is True
+    assert omni_sandbox.admin.stats()["requests"].get("reports", 0) == 0
+    branch = OmniDeliveryBranchOperator(
+        task_id="route",
+        summary=summary,
+        viber_task_ids=["v"],
+        sms_fallback_task_ids=["s"],
+        failed_task_ids=["f"],
+    )
+    assert branch.choose_branch({}) == []

@@ -8,6 +8,8 @@ The rule for a mixed result (several destinations, different outcomes), first ma
    or ``failed_task_ids`` when no pending branch is given;
 4. else (every destination ``VIBER_DELIVERED``) -> ``viber_task_ids``.
 
+The summary of a dry run of the send (``dry_run``) follows no branch: every one is skipped.
+
 With ``follow_all_matching=True`` every branch with at least one destination is followed instead
 (e.g. both the Viber and the SMS branch when some destinations got each).
 
@@ -134,6 +136,9 @@ class OmniDeliveryBranchOperator(BaseBranchOperator):
         summary = parse_xcom_value(self.summary)
         if not isinstance(summary, Mapping):
             raise ValueError(f"summary must be the delivery sensor's summary dict, got {summary!r:.300}")
+        if summary.get("dry_run"):
+            self.log.info("The send was a dry run: no outcome, no branch followed (all are skipped)")
+            return []
         chosen = choose_branches(
             summary,
             viber=self.viber_task_ids,

@@ -395,6 +395,20 @@ def tally(records: Sequence[BulkRecord], plan_keys: set[bytes]) -> Tally:
     )
 
 
+def _truthy(value: bool | str | None, name: str) -> bool:
+    """A flag given as a bool or as rendered template text ("true", "False", "1", "")."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise OmniValidationError(
+        f"{name}: {value!r} is not true or false", validation_errors={name: ["not a boolean"]}
+    )
+
+
 def build_send_result(
     *,
     scenario_key: str | None,
@@ -513,6 +527,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         stays in doubt (not sent again) after its POST; a timedelta or seconds (default 15 minutes).
     :param resend_unconfirmed: send a request again when an ambiguous failure is not confirmed in
         the logs within ``confirm_delays`` (risks a duplicate instead of a delay).
+    :param dry_run: validate every destination and field, resolve the scenario and its flow, log the
+        first request body (numbers shortened), the number of destinations and bulks and the bulk ids,
+        and return the XCom marked ``dry_run`` (``bulks`` with the ids a real send would use, nothing
+        accepted) without sending anything or recording anything (templated: ``"true"`` / ``"false"``).
     """
 
     template_fields: Sequence[str] = (
@@ -526,6 +544,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         "bulk_id_prefix",
         "resend_key",
         "omni_conn_id",
+        "send_dry_run",
     )
     template_fields_renderers = {"viber": "json", "sms": "json", "destinations": "py"}
     ui_color = "#e6f0ff"
@@ -556,6 +575,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         resend_key: str | None = None,
         uncertain_horizon: timedelta | float = DEFAULT_UNCERTAIN_HORIZON,
         resend_unconfirmed: bool = False,
+        dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -579,6 +599,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self.resend_key = resend_key
         self.uncertain_horizon = uncertain_horizon
         self.resend_unconfirmed = resend_unconfirmed
+        # not ``self.dry_run``: BaseOperator.dry_run() is Airflow's own (``airflow tasks test --dry-run``)
+        self.send_dry_run = dry_run
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -770,6 +792,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self.plan(context)
+        if _truthy(self.send_dry_run, "dry_run"):
+            return self._dry_run(plan)
         try_number = getattr(context.get("ti"), "try_number", None)
         ledger = SendLedger(context.get("task_state_store"), plan.key)
         self._check_same_send(ledger)
@@ -792,6 +816,62 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             raise self._still_uncertain(earlier.uncertain)
         ledger.mark_complete()
         return self._result(plan, ledger)
+
+    def _dry_run(self, plan: SendPlan) -> dict[str, Any]:
+        """What a send would do, with nothing sent and nothing recorded: the XCom marked ``dry_run``."""
+        import json
+
+        from airflow_provider_omni.privacy import shorten_numbers
+
+        flow = self._scenario_flow()
+        bulks: list[dict[str, Any]] = []
+        for bulk in self._bulks(plan, plan.entries, set()):
+            if not bulks:
+                body = json.dumps(json.loads(bulk.request.body), ensure_ascii=False)
+                self.log.info(
+                    "Dry run: the first request would be POST /omni/1/advanced with %s",
+                    body if self._full_numbers else shorten_numbers(body),
+                )
+            bulks.append(
+                {"bulk_id": bulk.bulk_id, "accepted": 0, "rejected": 0, "destinations": len(bulk.members)}
+            )
+        self.log.info(
+            "Dry run: %d destination(s) in %d bulk(s), scenario %s (%s); bulk ids: %s%s. Nothing was sent.",
+            plan.total,
+            len(bulks),
+            self.scenario_key or "<account default>",
+            " -> ".join(flow),
+            ", ".join(b["bulk_id"] for b in bulks[:5]),
+            f" and {len(bulks) - 5} more" if len(bulks) > 5 else "",
+        )
+        message_ids = None
+        if plan.total <= MAX_MESSAGE_ID_MAP:
+            message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
+        xcom = build_send_result(
+            scenario_key=self.scenario_key or None,
+            records=[],
+            counts=Tally(plan.total, 0, 0, 0),
+            message_ids=message_ids,
+            namespace=self.hook.namespace,
+            send_key=plan.key,
+        )
+        return {**xcom, "bulks": bulks, "dry_run": True, "flow": list(flow)}
+
+    def _scenario_flow(self) -> tuple[str, ...]:
+        """The channels of the scenario the send would use (its own, or the account's default)."""
+        from airflow_provider_omni.exceptions import OmniConfigurationError
+        from airflow_provider_omni.outcome import normalize_flow
+
+        if self.scenario_key:
+            scenario = self.hook.get_scenario(str(self.scenario_key))
+        else:
+            defaults = self.hook.list_scenarios(is_default=True, limit=1)
+            if not defaults:
+                raise OmniConfigurationError(
+                    "scenario_key: none given and the account has no default scenario; a send would fail"
+                )
+            scenario = defaults[0]
+        return normalize_flow(scenario.flow)
 
     # -- what earlier tries did -----------------------------------------------------------------------
 

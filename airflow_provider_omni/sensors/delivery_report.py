@@ -683,6 +683,9 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke (or reschedule) until done, or poke once and defer to the trigger."""
+        dry_run = self._dry_run_summary()
+        if dry_run is not None:
+            return dry_run
         timeout = self._timeout_seconds()
         if self._deadline is None:
             self._deadline = self._start_deadline(context)
@@ -700,6 +703,29 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         if first.is_done:
             return first.xcom_value
         self._defer(context, self._tracker)
+
+    def _dry_run_summary(self) -> dict[str, Any] | None:
+        """The summary of a dry run of the send (nothing was sent, nothing to wait for), else None."""
+        if self.send_result is None:
+            return None
+        results = _send_results(self.send_result)
+        if not results or not all(result.get("dry_run") for result in results):
+            return None
+        total = sum(int(result.get("total") or 0) for result in results)
+        self.log.info("The send was a dry run (%d destination(s), nothing sent): nothing to wait for", total)
+        return {
+            "outcomes": {"VIBER_DELIVERED": 0, "SMS_DELIVERED": 0, "FAILED": 0, "PENDING": 0},
+            "total": total,
+            "all_final": True,
+            "price": {},
+            "bulks": [b["bulk_id"] for result in results for b in result.get("bulks") or []],
+            "failed": [],
+            "errors": {},
+            "rejected_at_send": 0,
+            "detail_path": None,
+            "timed_out": False,
+            "dry_run": True,
+        }
 
     def _defer(self, context: Context, tracker: DeliveryTracker | None) -> None:
         from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
