@@ -110,3 +110,24 @@ def test_templated_name_and_flow_in_a_dag_run(
     (scenario,) = OmniHook(omni_connection).list_scenarios()
     assert scenario.name == "parcels-failover"
     assert [s.sender for s in scenario.flow] == ["Shop", "Shop"]
+
+
+def test_the_scenario_a_send_uses_is_its_own_or_the_accounts_default(
+    omni_sandbox: Any, omni_connection: str
+) -> None:
+    from airflow_provider_omni.exceptions import OmniConfigurationError, OmniNotFoundError
+    from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
+
+    hook = OmniHook(omni_connection)
+    assert hook.get_scenario_or_default(None) is None
+    sensor = OmniDeliveryReportSensor(task_id="wait", bulk_ids=["b"])
+    with pytest.raises(OmniConfigurationError, match="the account has none now"):
+        sensor._flow_of_scenario(None)
+    flow = [{"channel": "VIBER", "from": "Shop"}, {"channel": "SMS", "from": "Shop"}]
+    default = hook.create_scenario("default", flow, default=True)
+    other = hook.create_scenario("other", flow[1:])
+    assert hook.get_scenario_or_default(None).key == default.key
+    assert hook.get_scenario_or_default(other.key).key == other.key
+    assert sensor._flow_of_scenario(other.key) == ("SMS",)
+    with pytest.raises(OmniNotFoundError, match="not on this account"):
+        sensor._flow_of_scenario("0" * 32)

@@ -9,65 +9,38 @@ event back, after which ``dag.test()`` resumes the sensor with ``execute_complet
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from test_branch import failover_dag
 from test_sensor import ALL_PERSONAS, EXPECTED_ALL, xcom_of
 
+from tests import airflow_processes
 from tests.airflow_compat import leave_triggers_to_a_triggerer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from pathlib import Path
 
 
 @pytest.fixture
 def triggerer(airflow_db: None, omni_connection: str, tmp_path: Path) -> Iterator[Path]:
     """Start ``airflow triggerer`` on the tests' metadata DB; yield its log file."""
     log_path = tmp_path / "triggerer.log"
-    env = {
-        **os.environ,  # AIRFLOW_HOME (the tests' DB) and AIRFLOW_CONN_OMNI_DEFAULT (the sandbox)
-        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    # this process's AIRFLOW_HOME (the tests' DB) and AIRFLOW_CONN_OMNI_DEFAULT (the sandbox)
+    env = airflow_processes.airflow_env(
+        AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
         # its log server on a free port (the default 8794 is taken when matrix runs overlap)
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [AIRFLOW, "triggerer"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            yield log_path
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(airflow_processes.free_port()),
+    )
+    process = airflow_processes.start(["triggerer"], env, log_path)
+    try:
+        yield log_path
+    finally:
+        airflow_processes.stop(process, timeout=30)
 
 
 @pytest.mark.dag

@@ -13,13 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
 import site
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +28,7 @@ from airflow_provider_omni.get_provider_info import (
     HOOK_NAME,
     UI_FIELD_BEHAVIOUR,
 )
+from tests import airflow_processes
 from tests.airflow_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
@@ -46,41 +42,12 @@ pytestmark = [
     ),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 CONN_ID = "omni_from_fab_ui"
 WRONG_KEY = "wrong-key-7c1d9e"
 WEBSERVER_CONFIG = '''"""Test webserver: no login, every visitor is an Admin."""
 
 AUTH_ROLE_PUBLIC = "Admin"
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the webserver's whole process group (gunicorn and its worker): SIGTERM, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def _python_path() -> str:
@@ -102,66 +69,34 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start ``airflow webserver`` in its own AIRFLOW_HOME; yield its base URL."""
     home = tmp_path_factory.mktemp("airflow-fab-ui-home")
     (home / "webserver_config.py").write_text(WEBSERVER_CONFIG)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        "AIRFLOW__WEBSERVER__WORKERS": "1",
-        "AIRFLOW__WEBSERVER__SECRET_KEY": "test-only-secret",
-        "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
-        "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(port),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    port = airflow_processes.free_port()
+    env = airflow_processes.airflow_env(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+        AIRFLOW__WEBSERVER__WORKERS="1",
+        AIRFLOW__WEBSERVER__SECRET_KEY="test-only-secret",
+        AIRFLOW__WEBSERVER__WEB_SERVER_HOST="127.0.0.1",
+        AIRFLOW__WEBSERVER__WEB_SERVER_PORT=str(port),
+    )
     env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
     env.pop("PYTHONPATH", None)
     if python_path := _python_path():
         env["PYTHONPATH"] = python_path
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    log = (home / "webserver.log").open("wb")
-    process = subprocess.Popen(
-        [AIRFLOW, "webserver", "--hostname", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+    subprocess.run(
+        [airflow_processes.AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120
+    )
+    log = home / "webserver.log"
+    process = airflow_processes.start(
+        ["webserver", "--hostname", "127.0.0.1", "--port", str(port), "--workers", "1"], env, log
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"webserver exited: {(home / 'webserver.log').read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("webserver did not become healthy within 90 s")
-            time.sleep(0.5)
+        airflow_processes.wait_healthy(process, f"{url}/health", log, timeout=90)
         yield url
     finally:
-        _stop(process)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless Chromium (Debian's binary) driven by Playwright."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed: run scripts/install_browser.sh")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        airflow_processes.stop(process)  # gunicorn and its worker
 
 
 def _field(name: str) -> str:

@@ -764,6 +764,14 @@ class OmniHook(BaseHook):
         path = f"{SCENARIOS_PATH}/{key}"
         return _parse(Scenario, self._request("GET", path), self._info("GET", path))
 
+    def get_scenario_or_default(self, key: str | None) -> Scenario | None:
+        """Return the scenario ``key`` (:class:`OmniNotFoundError` when there is none) or, without a
+        key, the account's default scenario: the one a send without ``scenarioKey`` uses (None: none)."""
+        if key:
+            return self.get_scenario(key)
+        defaults = self.list_scenarios(is_default=True, limit=1)
+        return defaults[0] if defaults else None
+
     def create_scenario(
         self, name: str | None, flow: Sequence[Step | Mapping[str, Any]], default: bool = False
     ) -> Scenario:

@@ -862,15 +862,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         from airflow_provider_omni.exceptions import OmniConfigurationError
         from airflow_provider_omni.outcome import normalize_flow
 
-        if self.scenario_key:
-            scenario = self.hook.get_scenario(str(self.scenario_key))
-        else:
-            defaults = self.hook.list_scenarios(is_default=True, limit=1)
-            if not defaults:
-                raise OmniConfigurationError(
-                    "scenario_key: none given and the account has no default scenario; a send would fail"
-                )
-            scenario = defaults[0]
+        scenario = self.hook.get_scenario_or_default(str(self.scenario_key) if self.scenario_key else None)
+        if scenario is None:
+            raise OmniConfigurationError(
+                "scenario_key: none given and the account has no default scenario; a send would fail"
+            )
         return normalize_flow(scenario.flow)
 
     # -- what earlier tries did -----------------------------------------------------------------------

@@ -277,20 +277,16 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         from airflow_provider_omni.outcome import normalize_flow
 
         advice = "give the sensor the scenario's flow, e.g. flow=['VIBER', 'SMS']"
-        if key:
-            try:
-                scenario = self.hook.get_scenario(str(key))
-            except OmniNotFoundError as err:
-                raise OmniNotFoundError(
-                    f"The scenario {key} of the send is not on this account (deleted?): {advice}"
-                ) from err
-        else:
-            scenarios = self.hook.list_scenarios(is_default=True, limit=1)
-            if not scenarios:
-                raise OmniConfigurationError(
-                    f"The send used the account's default scenario, but the account has none now: {advice}"
-                )
-            scenario = scenarios[0]
+        try:
+            scenario = self.hook.get_scenario_or_default(str(key) if key else None)
+        except OmniNotFoundError as err:
+            raise OmniNotFoundError(
+                f"The scenario {key} of the send is not on this account (deleted?): {advice}"
+            ) from err
+        if scenario is None:
+            raise OmniConfigurationError(
+                f"The send used the account's default scenario, but the account has none now: {advice}"
+            )
         try:
             return normalize_flow(scenario.flow)
         except ValueError:
