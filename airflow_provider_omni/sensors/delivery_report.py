@@ -11,6 +11,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_omni import metrics
 from airflow_provider_omni.version_compat import (
     AirflowException,
     AirflowSensorTimeout,
@@ -97,6 +98,7 @@ def fetch_logs_sync(
     queue = deque(plan_logs_requests(bucket_ids, key_by))
     while queue:
         request = queue.popleft()
+        metrics.count_poll("logs")
         rows = hook.get_logs(**request)
         queue.extend(more_logs_requests(request, rows, flow=flow, expected=expected))
         yield from rows
@@ -529,6 +531,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     def _poll(self, tracker: DeliveryTracker, to_poll: list[str], unfinished: list[str]) -> None:
         for index, bucket_id in enumerate(to_poll):
+            metrics.count_poll("reports")
             try:
                 if tracker.key_by == "message":
                     reports = self.hook.get_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
@@ -568,6 +571,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             self.log.warning("Timed out: %s", why)
             return PokeReturnValue(True, self._finish(tracker.summary(timed_out=True), context))
         outcomes = f"; outcomes so far: {tracker.counts()}" if tracker is not None else ""
+        if tracker is not None:
+            self._count_outcomes(tracker.counts())
         message = f"Timed out waiting for OMNI delivery reports: {why}{outcomes}"
         if self.soft_fail or getattr(self, "never_fail", False):
             raise AirflowSkipException(message)
@@ -601,7 +606,12 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             summary["price"],
             " (timed out)" if summary["timed_out"] else "",
         )
+        self._count_outcomes(summary["outcomes"])
         return summary
+
+    def _count_outcomes(self, outcomes: Mapping[str, int]) -> None:
+        """Count the destinations of the finished wait by outcome: once per wait, when it ends."""
+        metrics.count_outcomes(outcomes, metrics.task_tags(self))
 
     def _write_detail(self, summary: dict[str, Any], context: Context) -> None:
         """Write one JSON line per destination, read from the logs, errors filled from the summary."""
@@ -766,6 +776,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         summary = self._merge_pre_defer(context, event["summary"])
         if event["status"] == "timeout":
             if not self.succeed_on_timeout:
+                self._count_outcomes(summary["outcomes"])
                 raise AirflowSensorTimeout(f"{event.get('message')}; outcomes so far: {summary['outcomes']}")
             self.log.warning("%s", event.get("message"))
         return self._finish(summary, context)

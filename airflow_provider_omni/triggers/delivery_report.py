@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_omni import metrics
 from airflow_provider_omni.exceptions import OmniError
 from airflow_provider_omni.outcome import (
     DEFAULT_FAILED_CAP,
@@ -143,6 +144,7 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         queue = deque(plan_logs_requests(tracker.unfinished(), self.key_by))
         while queue:
             request = queue.popleft()
+            metrics.count_poll("logs")
             rows = await hook.aget_logs(**request)
             queue.extend(more_logs_requests(request, rows, flow=tracker.flow, expected=expected))
             tracker.ingest_many(rows)
@@ -152,6 +154,7 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         # buckets the logs declared failed without an error: ask their reports once for the error
         to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
         for index, bucket_id in enumerate(to_poll):
+            metrics.count_poll("reports")
             try:
                 if self.key_by == "message":
                     reports = await hook.aget_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
