@@ -11,10 +11,15 @@ What degrades, by version (tested by ``make test-matrix``, see the README's comp
   write-ahead record of bulks there and the sensor its progress; before 3.3 the send settles an earlier
   try from Infobip's logs and the sensor starts again from the logs after a restart;
 * the connection form: Flask AppBuilder widgets on 2.11, the hook's widget methods on 3.0 and 3.1,
-  ``conn-fields`` in ``provider.yaml`` from 3.2.
+  ``conn-fields`` in ``provider.yaml`` from 3.2;
+* deadline alerts and async notifiers exist from Airflow 3.1: ``BaseNotifier`` takes the callback's
+  context and is awaitable (the triggerer runs ``async_notify``); on 2.11 and 3.0 a notifier is only
+  called (``notify``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from airflow import __version__ as _airflow_version
 from packaging.version import Version
@@ -33,6 +38,9 @@ AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
 
 #: the task state store (``context["task_state_store"]``) that keeps the send's record of bulks
 HAS_TASK_STATE_STORE: bool = AIRFLOW_V_3_3_PLUS
+#: ``BaseNotifier(context=...)`` and ``await notifier`` (``async_notify``), which deadline alerts'
+#: ``AsyncCallback`` runs in the triggerer
+HAS_ASYNC_NOTIFIER: bool = AIRFLOW_V_3_1_PLUS
 
 from airflow.providers.common.compat.sdk import (  # noqa: E402  (after the flags, like the official providers)
     AirflowException,
@@ -58,12 +66,26 @@ elif AIRFLOW_V_3_0_PLUS:
 else:
     from airflow.operators.branch import BaseBranchOperator  # type: ignore[no-redef,attr-defined]
 
+
+def load_stats() -> Any:
+    """Return Airflow's ``Stats`` for the running process; imported on first use, not at DAG parse.
+
+    ``airflow.providers.common.compat.sdk`` picks the module: from 3.2 the task SDK's
+    ``airflow.sdk.observability.stats`` (the one the task runner configures in a task's supervised
+    subprocess), else ``airflow.stats`` (2.11 to 3.1, configured from ``[metrics]`` at first use).
+    """
+    from airflow.providers.common.compat.sdk import Stats
+
+    return Stats
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "HAS_ASYNC_NOTIFIER",
     "HAS_TASK_STATE_STORE",
     "AirflowException",
     "AirflowFailException",
@@ -77,5 +99,6 @@ __all__ = [
     "ObjectStoragePath",
     "PokeReturnValue",
     "conf",
+    "load_stats",
     "mask_secret",
 ]

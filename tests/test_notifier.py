@@ -43,6 +43,19 @@ def test_bulk_id_is_deterministic_per_task_try_and_short():
     assert len(first) <= 100
 
 
+def test_each_missed_deadline_has_its_own_bulk_id():
+    """A deadline alert's context has no task: the run (as JSON) and the deadline name the bulk."""
+
+    def deadline(run_id: str, deadline_id: str) -> dict[str, Any]:
+        return {"dag_run": {"dag_id": "etl", "dag_run_id": run_id}, "deadline": {"id": deadline_id}}
+
+    first = notification_bulk_id(deadline("manual__1", "d-1"))
+    assert first == notification_bulk_id(deadline("manual__1", "d-1"))
+    assert first != notification_bulk_id(deadline("manual__1", "d-2"))
+    assert first != notification_bulk_id(deadline("manual__2", "d-1"))
+    assert first != notification_bulk_id({**deadline("manual__1", "d-1"), "dag_run": {"dag_id": "other"}})
+
+
 def test_a_repeated_callback_sends_once(omni_sandbox, omni_connection):
     key = scenario_key(OmniHook())
     for _ in range(2):
