@@ -41,8 +41,27 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "verify_ssl": {
         "label": "Verify TLS certificate",
-        "description": "Uncheck only for a local sandbox behind a self-signed certificate.",
+        "description": "Uncheck only for a local sandbox behind a self-signed certificate (for a private "
+        "authority, set CA bundle path instead).",
         "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "proxy_url": {
+        "label": "Proxy URL",
+        "description": "Egress proxy for every request of this connection, e.g. "
+        "http://user@proxy.example.com:3128 (http:// or https://). Empty: the HTTPS_PROXY / "
+        "HTTP_PROXY / NO_PROXY environment variables apply.",
+        "schema": {"type": ["string", "null"], "pattern": "^(https?://\\S+)?$"},
+    },
+    "proxy_password": {
+        "label": "Proxy password",
+        "description": "Password of the proxy user named in the Proxy URL; masked like the API key.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "ca_bundle": {
+        "label": "CA bundle path",
+        "description": "PEM file of the certificate authorities to trust for Infobip (and an https:// "
+        "proxy), e.g. a corporate TLS-inspection CA. Empty: the system's and certifi's store.",
+        "schema": {"type": ["string", "null"]},
     },
     "namespace": {
         "label": "Send namespace",
@@ -56,6 +75,36 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Log full phone numbers",
         "description": "Phone numbers are shortened in logs (+4179****727) unless this is checked.",
         "schema": {"type": ["boolean", "null"], "default": False},
+    },
+    "default_scenario_key": {
+        "label": "Default scenario key",
+        "description": "Scenario the send operator and the notifier use when the task names none "
+        "(task arguments win). Empty: the Default scenario name, else the account's default scenario.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "default_scenario_name": {
+        "label": "Default scenario name",
+        "description": "Used when neither the task nor Default scenario key names a scenario: the "
+        "account's one scenario with this name (looked up once per task).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "default_viber_validity_minutes": {
+        "label": "Default Viber validity (min)",
+        "description": "How long Viber may try before the SMS fallback, when the task gives no "
+        "viber_validity (1 to 20160). Empty: Infobip's default.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 20160},
+    },
+    "default_sms_validity_minutes": {
+        "label": "Default SMS validity (min)",
+        "description": "How long the SMS may try, when the task gives no sms_validity (1 to 2880). "
+        "Empty: Infobip's default.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 2880},
+    },
+    "text_footer": {
+        "label": "Message footer",
+        "description": "Added on a new line to every Viber and SMS text the send operator and the "
+        "notifier send, e.g. 'Reply STOP to opt out'. A task's footer argument wins ('' for none).",
+        "schema": {"type": ["string", "null"]},
     },
 }
 

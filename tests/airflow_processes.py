@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
+
+import airflow_provider_omni
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: The ``airflow`` command of the venv running the tests.
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -25,10 +33,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def provider_python_path() -> str:
+    """PYTHONPATH that makes Airflow processes import the provider copy this process imported.
+
+    A source tree (development, or a matrix venv run from the repository, whose installed wheel may
+    be older) must come first; an installed copy (the staged matrix run) is found by the venv itself.
+    """
+    root = Path(airflow_provider_omni.__file__).resolve().parent.parent
+    installed = {Path(path).resolve() for path in site.getsitepackages()}
+    paths = [] if root in installed else [str(root)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(paths)
+
+
 def airflow_env(**settings: str) -> dict[str, str]:
-    """This process's environment with ``settings`` on top and the venv's ``bin`` first on PATH."""
+    """This process's environment with ``settings`` on top, the venv's ``bin`` first on PATH and the
+    provider copy under test on PYTHONPATH (:func:`provider_python_path`)."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, **settings, "PATH": path}
+    env = {**os.environ, **settings, "PATH": path}
+    env.pop("PYTHONPATH", None)
+    if python_path := provider_python_path():
+        env["PYTHONPATH"] = python_path
+    return env
 
 
 def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -71,3 +98,30 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+@contextmanager
+def api_server(home: Path, **settings: str) -> Iterator[str]:
+    """Run ``airflow api-server`` (Airflow 3) in its own AIRFLOW_HOME, every user an admin and Test
+    Connection enabled; yield its base URL. ``settings`` are more environment variables."""
+    port = free_port()
+    env = airflow_env(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        **settings,
+    )
+    env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    log = home / "api-server.log"
+    process = start(["api-server", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, f"{url}/api/v2/monitor/health", log, timeout=120)
+        yield url
+    finally:
+        stop(process)

@@ -260,6 +260,7 @@ def _expected(status: int, body: bytes) -> type[Exception] | None:
         403: OmniAuthError,
         404: OmniNotFoundError,
         429: OmniRateLimitError,
+        407: OmniConfigurationError,  # the proxy refused its credentials: nothing reached Infobip
     }
     return specific.get(status, OmniServerError if status >= 500 else OmniError)
 

@@ -97,6 +97,7 @@ def _fake_form_modules(monkeypatch: pytest.MonkeyPatch) -> None:
             "BooleanField": make("BooleanField"),
             "IntegerField": make("IntegerField"),
             "StringField": make("StringField"),
+            "PasswordField": make("PasswordField"),
         },
         "wtforms.validators": {
             "AnyOf": AnyOf,
@@ -106,7 +107,10 @@ def _fake_form_modules(monkeypatch: pytest.MonkeyPatch) -> None:
             "Regexp": lambda pattern: ("Regexp", pattern),
         },
         "flask_appbuilder": {},
-        "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": type("BS3TextFieldWidget", (), {})},
+        "flask_appbuilder.fieldwidgets": {
+            "BS3TextFieldWidget": type("BS3TextFieldWidget", (), {}),
+            "BS3PasswordFieldWidget": type("BS3PasswordFieldWidget", (), {}),
+        },
         "flask_babel": {"lazy_gettext": lambda text: text},
     }
     for name, attrs in modules.items():
@@ -126,13 +130,21 @@ def test_legacy_form_widgets_agree_with_conn_fields(monkeypatch: pytest.MonkeyPa
         "read_timeout": "StringField",
         "max_retries": "IntegerField",
         "verify_ssl": "BooleanField",
+        "proxy_url": "StringField",
+        "proxy_password": "PasswordField",
+        "ca_bundle": "StringField",
         "namespace": "StringField",
         "show_full_numbers": "BooleanField",
+        "default_scenario_key": "StringField",
+        "default_scenario_name": "StringField",
+        "default_viber_validity_minutes": "IntegerField",
+        "default_sms_validity_minutes": "IntegerField",
+        "text_footer": "StringField",
     }
     for name, field in widgets.items():
         assert field.args[0] == CONN_FIELDS[name]["label"]
         assert field.kwargs["description"] == CONN_FIELDS[name]["description"]
-        assert field.kwargs["default"] == CONN_FIELDS[name]["schema"]["default"]
+        assert field.kwargs["default"] == CONN_FIELDS[name]["schema"].get("default")
     enum = [v for v in widgets["auth_type"].kwargs["validators"] if type(v).__name__ == "AnyOf"]
     assert enum[0].values == ["api_key", "basic", "oauth2"]
 

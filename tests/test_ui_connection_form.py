@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +23,7 @@ from airflow_provider_omni.get_provider_info import (
 )
 from tests import airflow_processes
 from tests.airflow_compat import AIRFLOW_V_3_0_PLUS
+from tests.forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,34 +38,21 @@ pytestmark = [
 ]
 
 CONN_ID = "omni_from_ui"
+PROXY_USER, PROXY_PASSWORD = "egress", "ui-Proxy-Secret-42"
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    """A forwarding proxy that wants the credentials typed into the form."""
+    with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start ``airflow api-server`` in its own AIRFLOW_HOME; yield its base URL."""
-    home = tmp_path_factory.mktemp("airflow-ui-home")
-    port = airflow_processes.free_port()
-    env = airflow_processes.airflow_env(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-        AIRFLOW__API__HOST="127.0.0.1",
-        AIRFLOW__API__PORT=str(port),
-    )
-    env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
-    subprocess.run(
-        [airflow_processes.AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120
-    )
-    log = home / "api-server.log"
-    process = airflow_processes.start(["api-server", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        airflow_processes.wait_healthy(process, f"{url}/api/v2/monitor/health", log, timeout=120)
+    with airflow_processes.api_server(tmp_path_factory.mktemp("airflow-ui-home")) as url:
         yield url
-    finally:
-        airflow_processes.stop(process)
 
 
 def _port_zero_bug() -> bool:
@@ -116,7 +103,7 @@ def test_hook_meta_serves_our_fields(api_server: str) -> None:
 
 
 def test_add_connection_in_the_ui_then_test_it(
-    api_server: str, browser: Any, omni_sandbox: Any, artifacts_dir: Path
+    api_server: str, browser: Any, omni_sandbox: Any, artifacts_dir: Path, proxy: ForwardProxy
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1750})
     page.set_default_timeout(30_000)
@@ -151,6 +138,10 @@ def test_add_connection_in_the_ui_then_test_it(
         assert dialog.locator("input[name=element_connect_timeout]").input_value() == "10"
         dialog.locator("input[name=element_connect_timeout]").fill("5")
         dialog.locator("input[name=element_read_timeout]").fill("12")
+        # The proxy password is typed into a masked input; Test Connection below goes through the proxy.
+        assert dialog.locator("input[name=element_proxy_password]").get_attribute("type") == "password"
+        dialog.locator("input[name=element_proxy_url]").fill(proxy.url.replace("//", f"//{PROXY_USER}@"))
+        dialog.locator("input[name=element_proxy_password]").fill(PROXY_PASSWORD)
         page.screenshot(path=str(artifacts_dir / "connection-form.png"))
 
         dialog.get_by_role("button", name="Save").click()
@@ -163,6 +154,7 @@ def test_add_connection_in_the_ui_then_test_it(
         assert extra["auth_type"] == "api_key"
         assert float(extra["connect_timeout"]) == 5
         assert float(extra["read_timeout"]) == 12
+        assert extra["proxy_password"] == "***"  # the REST API redacts it
 
         # Test Connection from the list: the api-server runs OmniHook.test_connection() against the sandbox.
         if _port_zero_bug():
@@ -173,7 +165,8 @@ def test_add_connection_in_the_ui_then_test_it(
         toast.wait_for(state="visible")
         page.screenshot(path=str(artifacts_dir / "connection-test.png"))
         assert toast.inner_text() == "Test Connection Successful"
-        assert page.get_by_text(f"Connected to {omni_sandbox.url}").is_visible()
+        assert page.get_by_text(f"Connected to {omni_sandbox.url} through the proxy {proxy.url}").is_visible()
+        assert proxy.log.paths() == ["GET /omni/1/scenarios"]
     except Exception:
         page.screenshot(path=str(artifacts_dir / "connection-form-failure.png"))
         raise

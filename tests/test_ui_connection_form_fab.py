@@ -11,17 +11,13 @@ UI is tested in ``tests/test_ui_connection_form.py``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import site
 import subprocess
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
-import airflow_provider_omni
 from airflow_provider_omni.get_provider_info import (
     CONN_FIELDS,
     CONNECTION_TYPE,
@@ -30,9 +26,11 @@ from airflow_provider_omni.get_provider_info import (
 )
 from tests import airflow_processes
 from tests.airflow_compat import AIRFLOW_V_3_0_PLUS
+from tests.forward_proxy import ForwardProxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,26 +40,22 @@ pytestmark = [
     ),
 ]
 
+PROXY_USER, PROXY_PASSWORD = "egress", "fab-Proxy-Secret-42"
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    """A forwarding proxy that wants the credentials typed into the form."""
+    with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as running:
+        yield running
+
+
 CONN_ID = "omni_from_fab_ui"
 WRONG_KEY = "wrong-key-7c1d9e"
 WEBSERVER_CONFIG = '''"""Test webserver: no login, every visitor is an Admin."""
 
 AUTH_ROLE_PUBLIC = "Admin"
 '''
-
-
-def _python_path() -> str:
-    """PYTHONPATH for the webserver: the provider copy this pytest process imported comes first.
-
-    When that copy is a source tree (development), the webserver must render the same code;
-    an installed copy (the matrix) is found by the venv's own ``sys.path``.
-    """
-    root = Path(airflow_provider_omni.__file__).resolve().parent.parent
-    installed = {Path(path).resolve() for path in site.getsitepackages()}
-    paths = [] if root in installed else [str(root)]
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(paths)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +75,6 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         AIRFLOW__WEBSERVER__WEB_SERVER_PORT=str(port),
     )
     env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
-    env.pop("PYTHONPATH", None)
-    if python_path := _python_path():
-        env["PYTHONPATH"] = python_path
     subprocess.run(
         [airflow_processes.AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120
     )
@@ -127,7 +118,7 @@ def _press_test(page: Any) -> tuple[dict[str, Any], Any]:
 
 
 def test_add_connection_form_shows_our_fields_then_test_and_save(
-    webserver: str, browser: Any, omni_sandbox: Any, artifacts_dir: Path
+    webserver: str, browser: Any, omni_sandbox: Any, artifacts_dir: Path, proxy: ForwardProxy
 ) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.set_default_timeout(30_000)
@@ -164,13 +155,22 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
         page.locator(_field("connect_timeout")).fill("5")
         page.locator(_field("read_timeout")).fill("12")
         page.locator(_field("namespace")).fill("fab-ui")
+        # The proxy password is typed into a masked input; Test below goes through the proxy.
+        assert page.locator(_field("proxy_password")).get_attribute("type") == "password"
+        page.locator(_field("proxy_url")).fill(proxy.url.replace("//", f"//{PROXY_USER}@"))
+        page.locator(_field("proxy_password")).fill(PROXY_PASSWORD)
         page.screenshot(path=str(artifacts_dir / "connection-form-airflow-2.11.png"), full_page=True)
 
         # Test: the webserver runs OmniHook.test_connection() on the form's values against the sandbox.
         result, alert = _press_test(page)
         page.screenshot(path=str(artifacts_dir / "connection-test-airflow-2.11.png"), full_page=True)
         assert result["status"] is True, result
-        assert alert.inner_text().strip().startswith(f"Connected to {omni_sandbox.url}: ")
+        assert (
+            alert.inner_text()
+            .strip()
+            .startswith(f"Connected to {omni_sandbox.url} through the proxy {proxy.url}: ")
+        )
+        assert proxy.log.paths() == ["GET /omni/1/scenarios"]
 
         # Save: Airflow confirms it, the list shows the connection, its extras have their plain names.
         page.locator("form#model_form button[type=submit]").click()
@@ -197,7 +197,14 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
     assert saved["host"] == omni_sandbox.url
     assert saved["port"] is None
     extra = json.loads(saved["extra"])
-    assert set(extra) == set(CONN_FIELDS), extra
+    # Airflow 2 saves no empty text field (integer fields are saved as null)
+    assert set(extra) == set(CONN_FIELDS) - {
+        "ca_bundle",
+        "default_scenario_key",
+        "default_scenario_name",
+        "text_footer",
+    }
+    assert extra["proxy_password"] == "***"  # the REST API redacts it
     assert extra["auth_type"] == "api_key"
     assert extra["namespace"] == "fab-ui"
     assert float(extra["connect_timeout"]) == 5

@@ -17,13 +17,16 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from airflow_provider_omni.exceptions import OmniConfigurationError
 from airflow_provider_omni.get_provider_info import CONN_FIELDS, CONNECTION_TYPE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_omni.models import OAuthToken
 
 AUTH_API_KEY = "api_key"
@@ -72,6 +75,13 @@ def _extra(extras: dict[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
+def _optional(value: Any, convert: Callable[[Any], str]) -> str | None:
+    """Return ``convert(value)``, or None for an unset (None or blank) extra."""
+    if value is None or not str(value).strip():
+        return None
+    return convert(value)
+
+
 def _default(name: str) -> Any:
     return CONN_FIELDS[name]["schema"].get("default")
 
@@ -110,6 +120,103 @@ def _as_namespace(value: Any) -> str:
             f"(it becomes part of every bulk and message id), got {value!r}"
         )
     return text
+
+
+PROXY_SCHEMES = ("http", "https")
+
+
+def _as_proxy_url(value: Any) -> str:
+    """Return the proxy URL (``http://user:password@proxy:3128``), checked; the message never quotes it
+    (it may hold the proxy password)."""
+    text = str(value).strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError("connection extra 'proxy_url' is not a URL (its port is not a number)") from None
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise ValueError(
+            "connection extra 'proxy_url' must be an http:// or https:// URL with a host, e.g. "
+            f"http://user:password@proxy.example.com:3128 (got a value with scheme {parts.scheme!r})"
+        )
+    if port is None:
+        raise ValueError("connection extra 'proxy_url' must name the proxy's port, e.g. :3128")
+    return text
+
+
+def _proxy_url(url_value: Any, password: Any) -> str | None:
+    """Return the proxy URL with the ``proxy_password`` extra put in, or None when there is no proxy."""
+    url = _optional(url_value, _as_proxy_url)
+    if password is None or password == "":
+        return url
+    if url is None:
+        raise ValueError("connection extra 'proxy_password' is set but 'proxy_url' is empty")
+    parts = urlsplit(url)
+    if not parts.username:
+        raise ValueError(
+            "connection extra 'proxy_password' needs the proxy user in 'proxy_url' (http://user@proxy:3128)"
+        )
+    if parts.password is not None:
+        raise ValueError(
+            "connection extra 'proxy_url' already holds a password: leave 'proxy_password' empty or "
+            "remove the password from the URL"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:{quote(str(password), safe='')}@{host}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _message_defaults(pick: Callable[[str], Any]) -> dict[str, Any]:
+    """Read the extras that stand in for task arguments: default scenario, validities and footer."""
+    key = _optional(pick("default_scenario_key"), lambda value: str(value).strip())
+    name = _optional(pick("default_scenario_name"), lambda value: str(value).strip())
+    if key and name:
+        raise ValueError(
+            "connection extras 'default_scenario_key' and 'default_scenario_name' are both set; keep one"
+        )
+    validities = {
+        extra: _optional_int(pick(extra), extra)
+        for extra in ("default_viber_validity_minutes", "default_sms_validity_minutes")
+    }
+    footer = pick("text_footer")
+    return {
+        "default_scenario_key": key,
+        "default_scenario_name": name,
+        **validities,
+        "text_footer": str(footer) if footer not in (None, "") else None,
+    }
+
+
+def _optional_int(value: Any, name: str) -> int | None:
+    if value is None or not str(value).strip():
+        return None
+    return int(_as_number(value, name, int))
+
+
+def _as_ca_bundle(value: Any) -> str:
+    """Return the path of a readable CA bundle file (PEM)."""
+    path = Path(str(value).strip()).expanduser()
+    name = f"connection extra 'ca_bundle' ({str(path)!r})"
+    if not path.is_file():
+        raise ValueError(f"{name} is not a file on this machine")
+    try:
+        with path.open("rb") as bundle:
+            text = bundle.read()
+    except OSError as err:
+        raise ValueError(f"{name} cannot be read: {err.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{name} holds no PEM certificate ('-----BEGIN CERTIFICATE-----')")
+    return str(path)
+
+
+def proxy_secrets(proxy_url: str | None) -> list[str]:
+    """Return the proxy password (as written and decoded, every escaped form) and the whole URL."""
+    if not proxy_url:
+        return []
+    password = urlsplit(proxy_url).password
+    if not password:
+        return []
+    return list(dict.fromkeys([*secret_forms(password), *secret_forms(unquote(password)), proxy_url]))
 
 
 #: Unicode categories of characters that cannot be part of a credential: control characters (CR, LF,
@@ -202,6 +309,13 @@ class ConnectionSettings:
     verify_ssl: bool
     show_full_numbers: bool
     namespace: str = "airflow"
+    proxy_url: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    default_scenario_key: str | None = None
+    default_scenario_name: str | None = None
+    default_viber_validity_minutes: int | None = None
+    default_sms_validity_minutes: int | None = None
+    text_footer: str | None = None
 
     @classmethod
     def build(
@@ -254,7 +368,30 @@ class ConnectionSettings:
             verify_ssl=_as_bool(pick("verify_ssl"), "verify_ssl"),
             show_full_numbers=_as_bool(pick("show_full_numbers"), "show_full_numbers"),
             namespace=_as_namespace(pick("namespace")),
+            proxy_url=_proxy_url(pick("proxy_url"), pick("proxy_password")),
+            ca_bundle=_optional(pick("ca_bundle"), _as_ca_bundle),
+            **_message_defaults(pick),
         )
+
+    @property
+    def verify(self) -> bool | str:
+        """What requests' ``verify`` takes: False, the CA bundle's path, or True (the default store)."""
+        if not self.verify_ssl:
+            return False
+        return self.ca_bundle or True
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """requests' ``proxies`` of the connection's proxy (empty: the environment's apply)."""
+        return {"http": self.proxy_url, "https": self.proxy_url} if self.proxy_url else {}
+
+    @property
+    def proxy_display(self) -> str | None:
+        """The proxy as ``scheme://host:port``, without credentials (for messages)."""
+        if not self.proxy_url:
+            return None
+        parts = urlsplit(self.proxy_url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
     def missing_credentials(self) -> str | None:
         """Return what is missing from the connection for its auth type, or None."""
@@ -291,7 +428,7 @@ class ConnectionSettings:
         values = secret_forms(self.secret)
         if self.secret and self.auth_type == AUTH_BASIC:
             values.append(self._basic_pair())
-        return values
+        return values + proxy_secrets(self.proxy_url)
 
 
 class TokenCache:

@@ -286,6 +286,13 @@ def error_for_status(
             status_code=status,
             error_code=code,
         )
+    if status == 407:
+        return OmniConfigurationError(
+            f"The proxy refused {where} (407 Proxy Authentication Required); nothing reached Infobip. "
+            f"Check the proxy user and password of connection {info.conn_id!r} (extras proxy_url and "
+            "proxy_password) or of the HTTP_PROXY / HTTPS_PROXY environment variable.",
+            status_code=status,
+        )
     if status == 404:
         return OmniNotFoundError(f"Not found: {where} (404 {summary})", status_code=status, error_code=code)
     if status == 429:
@@ -461,7 +468,8 @@ class Attempts:
         if not sent:
             failure = OmniServerError(
                 f"Could not connect to {self.info.base_url} for {self.info.label} ({description}). "
-                "Check the Base URL of the connection and the network."
+                "Check the Base URL of the connection, its proxy (extra proxy_url, or HTTPS_PROXY / "
+                "NO_PROXY) and the network."
             )
             return self._retry_or_raise(failure, True, None, type(error).__name__)
         uncertain = server_error(self.info, f"The request failed without an answer ({description})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import unicodedata
 from functools import cached_property
@@ -325,7 +326,8 @@ def _reached_server(error: BaseException) -> bool:
 
     A connect timeout or a refused / unresolvable connection happen before anything is sent.
     """
-    if isinstance(error, requests.ConnectTimeout):
+    if isinstance(error, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
+        # urllib3 raises ProxyError only before the proxy connection (or CONNECT tunnel) was made
         return False
     seen: set[int] = set()
     stack: list[BaseException] = [error]
@@ -343,7 +345,9 @@ def _reached_server(error: BaseException) -> bool:
 
 def _areached_server(error: httpx.HTTPError) -> bool:
     """Tell whether an httpx error may have happened after the request was written."""
-    return not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    return not isinstance(
+        error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+    )
 
 
 # -- the hook -----------------------------------------------------------------------------------
@@ -415,6 +419,8 @@ class OmniHook(BaseHook):
         self._tokens = TokenCache()
         #: An httpx transport for the async client (tests inject ``httpx.MockTransport``).
         self._async_transport: httpx.AsyncBaseTransport | None = None
+        #: The async client's TLS verification (an SSL context, or False), built once per hook.
+        self._async_verify: ssl.SSLContext | bool | None = None
 
     def __repr__(self) -> str:
         base_url = f", base_url={self._settings.base_url!r}" if self._settings else ""
@@ -465,6 +471,9 @@ class OmniHook(BaseHook):
             # off the event loop: registering the secret with the masker is a synchronous call to the
             # supervisor in Airflow 3.0's triggerer, which refuses to run in the loop's own thread
             self._settings = await sync_to_async(self._settings_from)(conn, extras)
+        if self._async_verify is None:
+            # reading the CA store is file I/O: once per hook, off the event loop
+            self._async_verify = await asyncio.to_thread(_tls_verification, self._settings)
         return self._settings
 
     @property
@@ -488,6 +497,10 @@ class OmniHook(BaseHook):
     def namespace(self) -> str:
         """The send namespace (connection extra ``namespace``): part of every bulk and message id."""
         return self.settings.namespace
+
+    async def aget_namespace(self) -> str:
+        """Async :attr:`namespace`: the connection is read without blocking the event loop."""
+        return (await self._asettings()).namespace
 
     @property
     def _policy(self) -> RetryPolicy:
@@ -528,12 +541,17 @@ class OmniHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update({"User-Agent": _user_agent(), "Accept": "application/json"})
-        session.verify = self.settings.verify_ssl
         return session
 
     def get_conn(self) -> requests.Session:
         """Return the pooled :class:`requests.Session` (auth is added per request)."""
         return self.session
+
+    @property
+    def _transport_settings(self) -> dict[str, Any]:
+        """TLS verification and the connection's proxy, given per request: session-wide values lose
+        to ``$REQUESTS_CA_BUNDLE`` and ``$HTTPS_PROXY`` (psf/requests#3829)."""
+        return {"verify": self.settings.verify, "proxies": self.settings.proxies or None}
 
     @property
     def _timeout(self) -> tuple[float, float]:
@@ -562,6 +580,7 @@ class OmniHook(BaseHook):
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                     timeout=self._timeout,
                     allow_redirects=False,
+                    **self._transport_settings,
                 )
             except _LOCAL_ERRORS as err:
                 attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
@@ -653,6 +672,7 @@ class OmniHook(BaseHook):
                     headers=headers,
                     timeout=self._timeout,
                     allow_redirects=False,
+                    **self._transport_settings,
                 )
             except _LOCAL_ERRORS as err:
                 attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
@@ -671,12 +691,13 @@ class OmniHook(BaseHook):
                 continue
             return result
 
-    # -- async HTTP (for triggers: GET only) ----------------------------------------------------
+    # -- async HTTP (for triggers and the notifier's async path) ------------------------------
 
     def _async_client(self, settings: ConnectionSettings) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            verify=settings.verify_ssl,
+            verify=self._async_verify if self._async_verify is not None else settings.verify_ssl,
+            proxy=settings.proxy_url,
             headers={"User-Agent": _user_agent(), "Accept": "application/json"},
             transport=self._async_transport,
             follow_redirects=False,
@@ -718,14 +739,29 @@ class OmniHook(BaseHook):
         """Async GET with the same auth, retry rule, redirect rule and error mapping as
         :meth:`_request_content`."""
         await self._asettings()
-        info = self._info("GET", path)
+        return await self._arequest_content(self._info("GET", path), params=params, read=read)
+
+    async def _arequest_content(
+        self,
+        info: RequestInfo,
+        *,
+        params: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        read: Callable[[bytes], T],
+    ) -> T:
+        """Async :meth:`_request_content`: one request (``data``: a JSON body) with the same auth,
+        retry rule, redirect rule and error mapping; the settings must be loaded (:meth:`_asettings`)."""
         attempts = self._attempts(info)
         refreshed = False
         async with self._async_client(self.settings) as client:
             while True:
                 headers = {"Authorization": await self._aauthorization(client)}
+                if data is not None:
+                    headers["Content-Type"] = "application/json"
                 try:
-                    response = await client.get(self.base_url + path, params=params, headers=headers)
+                    response = await client.request(
+                        info.method, self.base_url + info.path, params=params, content=data, headers=headers
+                    )
                 except _ALOCAL_ERRORS as err:
                     attempts.after_local_error(err, show_message=isinstance(err, _URL_ERRORS))
                 except httpx.HTTPError as err:
@@ -771,6 +807,33 @@ class OmniHook(BaseHook):
             return self.get_scenario(key)
         defaults = self.list_scenarios(is_default=True, limit=1)
         return defaults[0] if defaults else None
+
+    def resolve_scenario_key(self, key: str | None) -> str | None:
+        """Return the scenario a send uses: ``key`` (the task's) when given, else the connection's
+        ``default_scenario_key``, else the key of its ``default_scenario_name``; None: the account's
+        default scenario.
+
+        :raises OmniValidationError: no scenario, or more than one, has the default name.
+        """
+        if key:
+            return key
+        settings = self.settings
+        if settings.default_scenario_key:
+            return settings.default_scenario_key
+        if settings.default_scenario_name:
+            return self._scenario_key_named(settings.default_scenario_name)
+        return None
+
+    def _scenario_key_named(self, name: str) -> str:
+        keys = [scenario.key for scenario in self.iter_all_scenarios() if scenario.name == name]
+        if len(keys) != 1:
+            found = "no scenario has" if not keys else f"{len(keys)} scenarios have"
+            raise OmniValidationError(
+                f"Connection {self.omni_conn_id!r}: extra 'default_scenario_name' is {name!r}, but {found} "
+                "that name; create it (OmniCreateScenarioOperator) or set 'default_scenario_key'",
+                validation_errors={"default_scenario_name": [f"{len(keys)} scenarios named {name!r}"]},
+            )
+        return keys[0]
 
     def create_scenario(
         self, name: str | None, flow: Sequence[Step | Mapping[str, Any]], default: bool = False
@@ -884,6 +947,29 @@ class OmniHook(BaseHook):
         :param request: the message, as a model or as a dict in Infobip's (or Python) field names.
         :return: Infobip's acceptance (not the delivery outcome).
         """
+        message, info, body = self._prepare_send(request)
+        content = self._request_content(info, data=body, read=raw_body)
+        return self._accepted_send(message, info, content)
+
+    async def asend_advanced(self, request: OmniAdvancedRequest | Mapping[str, Any]) -> OmniResponse:
+        """Async :meth:`send_advanced` (httpx), for notifiers run by the triggerer.
+
+        The same validation, the same rule (never retried after an ambiguous failure:
+        :class:`OmniSendUncertainError` with ``bulk_id``) and the same check of the answer against
+        the bulk id and message ids sent.
+
+        :param request: the message, as a model or as a dict in Infobip's (or Python) field names.
+        :return: Infobip's acceptance (not the delivery outcome).
+        """
+        await self._asettings()
+        message, info, body = self._prepare_send(request)
+        content = await self._arequest_content(info, data=body, read=raw_body)
+        return self._accepted_send(message, info, content)
+
+    def _prepare_send(
+        self, request: OmniAdvancedRequest | Mapping[str, Any]
+    ) -> tuple[OmniAdvancedRequest, RequestInfo, bytes]:
+        """Validate and log a send; return the message, its request and its JSON body."""
         message = _validated(OmniAdvancedRequest, request, "The OMNI message", self._full_numbers_or_not)
         numbers = [d.to.phone_number for d in message.destinations if d.to.phone_number]
         self.log.info(
@@ -895,8 +981,11 @@ class OmniHook(BaseHook):
             ", ..." if len(numbers) > _LOGGED_NUMBERS else "",
         )
         info = self._info("POST", SEND_PATH, idempotent=False, bulk_id=message.bulk_id)
-        body = json.dumps(to_payload(message), allow_nan=False).encode()
-        content = self._request_content(info, data=body, read=raw_body)
+        return message, info, json.dumps(to_payload(message), allow_nan=False).encode()
+
+    def _accepted_send(self, message: OmniAdvancedRequest, info: RequestInfo, content: bytes) -> OmniResponse:
+        """Return the 2xx answer to ``message`` when it accepts what was sent (log it); raise
+        OmniSendUncertainError when it does not."""
         response = self._read_send_answer(content, info)
         problem = send_answer_mismatch(
             sent_bulk_id=message.bulk_id,
@@ -1110,14 +1199,16 @@ class OmniHook(BaseHook):
             return False, self._scrub(str(err))
         except Exception as err:
             return False, self._scrub(f"{type(err).__name__}: {err}")
-        return True, f"Connected to {self.base_url}: {len(scenarios)} scenario(s) visible"
+        proxy = self.settings.proxy_display
+        through = f" through the proxy {proxy}" if proxy else ""
+        return True, f"Connected to {self.base_url}{through}: {len(scenarios)} scenario(s) visible"
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra fields of the connection form for Airflow <= 3.1 (3.2+ reads ``conn-fields``)."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
         from flask_babel import lazy_gettext
-        from wtforms import BooleanField, IntegerField, StringField
+        from wtforms import BooleanField, IntegerField, PasswordField, StringField
 
         # any_of (not AnyOf): Airflow 3.0/3.1 turn these widgets into the React form with wtforms mocked,
         # and read the choices from a patched ``wtforms.validators.any_of``.
@@ -1138,6 +1229,10 @@ class OmniHook(BaseHook):
             label = lazy_gettext(spec["label"])
             if kind == "boolean":
                 widgets[name] = BooleanField(label, **common, **checkbox)
+            elif schema.get("format") == "password":
+                widgets[name] = PasswordField(
+                    label, widget=BS3PasswordFieldWidget(), validators=[Optional()], **common
+                )
             elif kind == "integer":
                 limits = NumberRange(min=schema.get("minimum"), max=schema.get("maximum"))
                 widgets[name] = IntegerField(
@@ -1162,6 +1257,16 @@ class OmniHook(BaseHook):
             "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
             "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
         }
+
+
+def _tls_verification(settings: ConnectionSettings) -> ssl.SSLContext | bool:
+    """Return httpx's ``verify`` for the connection: False, or an SSL context trusting the CA bundle
+    (or the default store, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` honoured as httpx does)."""
+    if not settings.verify_ssl:
+        return False
+    if settings.ca_bundle:
+        return ssl.create_default_context(cafile=settings.ca_bundle)
+    return httpx.create_ssl_context(verify=True, trust_env=True)
 
 
 def _flow_text(flow: Sequence[Step]) -> str:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from airflow_provider_omni import metrics
 from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
 from airflow_provider_omni.operators import _ids
 from airflow_provider_omni.operators._send_ledger import (
@@ -172,8 +173,21 @@ def _bad_validity(name: str, value: object) -> tuple[int, TimeUnit]:
     raise OmniValidationError(f"{name}: must be positive, got {value!r}", validation_errors={name: ["<= 0"]})
 
 
+class ChannelDefaults(NamedTuple):
+    """What the connection adds to a channel block the task left open."""
+
+    #: validity in minutes when neither the block nor the task's ``<name>_validity`` gives one
+    validity_minutes: int | None = None
+    #: a line added to the block's text
+    footer: str | None = None
+
+
 def parse_channel(
-    value: Any, model: type[_ChannelT], name: str, validity: tuple[int, TimeUnit] | None
+    value: Any,
+    model: type[_ChannelT],
+    name: str,
+    validity: tuple[int, TimeUnit] | None,
+    defaults: ChannelDefaults | None = None,
 ) -> _ChannelT | None:
     """Validate a channel block (a dict, a model, or text as shorthand for ``{"text": ...}``).
 
@@ -181,6 +195,7 @@ def parse_channel(
     :param model: :class:`ViberData` or :class:`SmsData`.
     :param name: ``viber`` or ``sms``, for the error paths.
     :param validity: the operator's ``<name>_validity``, already parsed.
+    :param defaults: the connection's validity and footer, used where the task gives none.
     """
     if value is None:
         if validity is not None:
@@ -201,10 +216,25 @@ def parse_channel(
                 f"{name}: validityPeriod is given both in {name} and as {name}_validity; keep one"
             )
         data["validity_period"], data["validity_period_time_unit"] = validity
+    if defaults is not None:
+        _apply_defaults(data, defaults)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise _validation_error(f"Invalid {name} content", _ids.error_lines(err, prefix=name)) from err
+
+
+def _apply_defaults(data: dict[str, Any], defaults: ChannelDefaults) -> None:
+    """Give ``data`` the connection's validity when it has none, and add the footer to its text."""
+    from airflow_provider_omni.models import TimeUnit
+
+    if defaults.validity_minutes and not {"validityPeriod", "validity_period"} & data.keys():
+        data["validity_period"], data["validity_period_time_unit"] = (
+            defaults.validity_minutes,
+            TimeUnit.MINUTES,
+        )
+    if defaults.footer and isinstance(data.get("text"), str):
+        data["text"] = f"{data['text']}\n{defaults.footer}"
 
 
 def _json_object(text: str, name: str) -> Any:
@@ -496,7 +526,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     grows with the number of bulks, not of destinations.
 
     :param scenario_key: the scenario key (e.g. from :class:`OmniCreateScenarioOperator`'s XCom);
-        None uses the account's default scenario (templated).
+        None uses the connection's default scenario (extra ``default_scenario_key`` or
+        ``default_scenario_name``), else the account's default scenario (templated).
     :param destinations: phone numbers (``"41793026727"``, ``"+41793026727"``), dicts
         (``{"to": {"phoneNumber": ...}, "messageId": ...}`` or ``{"to": "4179..."}``),
         :class:`~airflow_provider_omni.models.Destination` models, a Jinja template rendering to
@@ -513,8 +544,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     :param intermediate_report: push intermediate reports to ``notify_url``.
     :param send_at: when to send the first step, a datetime or text, < 180 days ahead (templated).
     :param viber_validity: how long Viber may try before the next step: a timedelta or minutes
-        (35 seconds to 14 days).
-    :param sms_validity: the same for SMS (30 seconds to 48 hours).
+        (35 seconds to 14 days); default the connection's ``default_viber_validity_minutes``.
+    :param sms_validity: the same for SMS (30 seconds to 48 hours; ``default_sms_validity_minutes``).
+    :param footer: a line added to the Viber and SMS texts; default the connection's ``text_footer``,
+        ``""`` for none (templated).
     :param fail_on_rejected: fail the task (after every bulk went out) when destinations were
         refused at send.
     :param show_full_numbers: print full phone numbers in logs and XCom; default from the connection.
@@ -545,6 +578,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         "resend_key",
         "omni_conn_id",
         "send_dry_run",
+        "footer",
     )
     template_fields_renderers = {"viber": "json", "sms": "json", "destinations": "py"}
     ui_color = "#e6f0ff"
@@ -576,6 +610,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         uncertain_horizon: timedelta | float = DEFAULT_UNCERTAIN_HORIZON,
         resend_unconfirmed: bool = False,
         dry_run: bool | str = False,
+        footer: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -601,6 +636,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self.resend_unconfirmed = resend_unconfirmed
         # not ``self.dry_run``: BaseOperator.dry_run() is Airflow's own (``airflow tasks test --dry-run``)
         self.send_dry_run = dry_run
+        self.footer = footer
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -608,6 +644,17 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         from airflow_provider_omni.hooks.omni import OmniHook
 
         return OmniHook(omni_conn_id=self.omni_conn_id)
+
+    @cached_property
+    def resolved_scenario_key(self) -> str | None:
+        """``scenario_key``, else the connection's default scenario; None: the account's default."""
+        return self.hook.resolve_scenario_key(str(self.scenario_key) if self.scenario_key else None)
+
+    @property
+    def _footer(self) -> str | None:
+        """``footer`` when given (``""``: none), else the connection's ``text_footer``."""
+        footer = self.hook.settings.text_footer if self.footer is None else self.footer
+        return footer or None
 
     def render_template(
         self,
@@ -748,12 +795,28 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         """Validate the request-wide fields once, as an OmniAdvancedRequest to a stand-in destination."""
         from airflow_provider_omni.models import AdvancedBulk, OmniAdvancedRequest, SmsData, ViberData
 
+        viber_validity = parse_validity(self.viber_validity, "viber_validity")
+        sms_validity = parse_validity(self.sms_validity, "sms_validity")
+        # the task's own mistakes first, named as the task gave them, before the connection is read
+        parse_channel(self.viber, ViberData, "viber", viber_validity)
+        parse_channel(self.sms, SmsData, "sms", sms_validity)
+        settings, footer = self.hook.settings, self._footer
         viber = parse_channel(
-            self.viber, ViberData, "viber", parse_validity(self.viber_validity, "viber_validity")
+            self.viber,
+            ViberData,
+            "viber",
+            viber_validity,
+            ChannelDefaults(settings.default_viber_validity_minutes, footer),
         )
-        sms = parse_channel(self.sms, SmsData, "sms", parse_validity(self.sms_validity, "sms_validity"))
+        sms = parse_channel(
+            self.sms,
+            SmsData,
+            "sms",
+            sms_validity,
+            ChannelDefaults(settings.default_sms_validity_minutes, footer),
+        )
         fields = {
-            "scenarioKey": self.scenario_key or None,
+            "scenarioKey": self.resolved_scenario_key,
             "viber": viber,
             "sms": sms,
             "notify": self.notify,
@@ -794,6 +857,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         plan = self.plan(context)
         if _truthy(self.send_dry_run, "dry_run"):
             return self._dry_run(plan)
+        with metrics.timed(metrics.SEND_DURATION, metrics.task_tags(self)):
+            return self._send(plan, context)
+
+    def _send(self, plan: SendPlan, context: Context) -> dict[str, Any]:
+        """Settle what earlier tries did, send the rest bulk by bulk, and return the XCom."""
         try_number = getattr(context.get("ti"), "try_number", None)
         ledger = SendLedger(context.get("task_state_store"), plan.key)
         self._check_same_send(ledger)
@@ -806,7 +874,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             len(pending),
             plan.total,
             self.batch_size,
-            self.scenario_key or "<account default>",
+            self.resolved_scenario_key or "<account default>",
             plan.key,
             try_number,
             f"; {plan.total - len(pending)} already taken or in doubt" if len(pending) < plan.total else "",
@@ -839,7 +907,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             "Dry run: %d destination(s) in %d bulk(s), scenario %s (%s); bulk ids: %s%s. Nothing was sent.",
             plan.total,
             len(bulks),
-            self.scenario_key or "<account default>",
+            self.resolved_scenario_key or "<account default>",
             " -> ".join(flow),
             ", ".join(b["bulk_id"] for b in bulks[:5]),
             f" and {len(bulks) - 5} more" if len(bulks) > 5 else "",
@@ -848,7 +916,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         if plan.total <= MAX_MESSAGE_ID_MAP:
             message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
         xcom = build_send_result(
-            scenario_key=self.scenario_key or None,
+            scenario_key=self.resolved_scenario_key,
             records=[],
             counts=Tally(plan.total, 0, 0, 0),
             message_ids=message_ids,
@@ -862,7 +930,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         from airflow_provider_omni.exceptions import OmniConfigurationError
         from airflow_provider_omni.outcome import normalize_flow
 
-        scenario = self.hook.get_scenario_or_default(str(self.scenario_key) if self.scenario_key else None)
+        scenario = self.hook.get_scenario_or_default(self.resolved_scenario_key)
         if scenario is None:
             raise OmniConfigurationError(
                 "scenario_key: none given and the account has no default scenario; a send would fail"
@@ -902,6 +970,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             if record.state in (SENDING, UNCERTAIN):
                 self._settle(record, now)
                 ledger.save(record)
+                self._count_taken(record)  # sent by an earlier try that never learnt the answer
             if record.state == ACCEPTED:
                 earlier.done |= record.member_keys()
             elif record.state == UNCERTAIN:
@@ -1004,9 +1073,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def _send_bulk(self, bulk: Bulk, count: int, ledger: SendLedger) -> BulkRecord:
         """POST one bulk, recorded before and after; an ambiguous failure is looked up in the logs."""
         record = ledger.begin(bulk.bulk_id, bulk.members)
+        metrics.count_bulk_sent(bulk.size, metrics.task_tags(self))
         try:
             acceptance = self.hook.send_advanced_bulk(bulk.request)
         except OmniSendUncertainError as err:
+            metrics.incr(metrics.SEND_AMBIGUOUS, 1, metrics.task_tags(self))
             self.log.warning(
                 "bulk %d/%d (%s): the send failed ambiguously (%s); looking it up in the logs",
                 bulk.number,
@@ -1023,7 +1094,13 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             self._accept_from_answer(record, bulk, acceptance)
         ledger.save(record)
         self._log_record(record, bulk.number, count)
+        self._count_taken(record)
         return record
+
+    def _count_taken(self, record: BulkRecord) -> None:
+        """Count the accepted and refused destinations of a bulk once Infobip is known to have taken it."""
+        if record.state == ACCEPTED:
+            metrics.count_bulk_taken(record.accepted, record.rejected, metrics.task_tags(self))
 
     def _confirm(self, record: BulkRecord) -> None:
         """Look an ambiguous request up in the logs a few times; leave it uncertain when not found."""
@@ -1106,7 +1183,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         if plan.total <= MAX_MESSAGE_ID_MAP:
             message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
         xcom = build_send_result(
-            scenario_key=self.scenario_key or None,
+            scenario_key=self.resolved_scenario_key,
             records=ledger.records,
             counts=counts,
             message_ids=message_ids,

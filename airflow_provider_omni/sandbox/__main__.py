@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "'endpoint=advanced,answer=empty,process=true', 'endpoint=*,status=500,rate=0.1' "
         "(repeatable; see below)",
     )
+    parser.add_argument(
+        "--ssl-certfile",
+        default=None,
+        metavar="PEM",
+        help="serve https:// with this certificate (chain); needs --ssl-keyfile",
+    )
+    parser.add_argument("--ssl-keyfile", default=None, metavar="PEM", help="the certificate's private key")
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return parser
 
@@ -148,6 +155,8 @@ def _sandbox(args: argparse.Namespace) -> OmniSandbox:
         faults=faults,
         log_level=args.log_level,
         admin_token=args.admin_token,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
 
 

@@ -68,19 +68,28 @@ class SandboxAdminClient:
     :param timeout: seconds to wait for each admin call.
     :param admin_token: the sandbox's admin token, sent as ``Authorization: Bearer``; default
         ``$OMNI_SANDBOX_ADMIN_TOKEN`` (none if unset).
+    :param verify: TLS verification of an https:// sandbox (requests' ``verify``: a CA file path).
     """
 
-    def __init__(self, url: str, timeout: float = 10.0, *, admin_token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        *,
+        admin_token: str | None = None,
+        verify: bool | str = True,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        self._verify = verify
         token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV)
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         response = self._session.request(
-            method, f"{self.url}/_sandbox/{path}", json=body, timeout=self.timeout
+            method, f"{self.url}/_sandbox/{path}", json=body, timeout=self.timeout, verify=self._verify
         )
         if response.status_code >= 400:
             raise ValueError(f"sandbox admin {method} {path}: {response.status_code} {response.text}")
@@ -212,6 +221,8 @@ class OmniSandbox:
     :param admin_token: token the ``/_sandbox/`` admin API requires (but ``/_sandbox/health``);
         default the config's ``admin_token``, else ``$OMNI_SANDBOX_ADMIN_TOKEN``. :attr:`admin`
         sends it.
+    :param ssl_certfile: serve https:// with this PEM certificate (chain); :attr:`admin` trusts it.
+    :param ssl_keyfile: the certificate's private key (PEM).
     :raises ValueError: on a bad setting, or a non-loopback ``host`` without an admin token.
     """
 
@@ -229,9 +240,15 @@ class OmniSandbox:
         log_level: str = "warning",
         logs_lag: float | None = None,
         admin_token: str | None = None,
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
     ) -> None:
         from airflow_provider_omni.sandbox.state import make_fault
 
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("give both ssl_certfile and ssl_keyfile (or neither) to serve https://")
+        self.ssl_certfile = str(ssl_certfile) if ssl_certfile is not None else None
+        self.ssl_keyfile = str(ssl_keyfile) if ssl_keyfile is not None else None
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -255,15 +272,18 @@ class OmniSandbox:
 
     @property
     def url(self) -> str:
-        """Base URL, ``http://127.0.0.1:PORT``."""
+        """Base URL, ``http://127.0.0.1:PORT`` (``https://`` with a certificate)."""
         host = self.host if self.host not in {"0.0.0.0", "::", ""} else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def admin(self) -> SandboxAdminClient:
         """Client of the admin API."""
         if self._admin is None:
-            self._admin = SandboxAdminClient(self.url, admin_token=self.admin_token)
+            self._admin = SandboxAdminClient(
+                self.url, admin_token=self.admin_token, verify=self.ssl_certfile or True
+            )
         return self._admin
 
     def start(self) -> OmniSandbox:
@@ -286,6 +306,8 @@ class OmniSandbox:
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=2,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
