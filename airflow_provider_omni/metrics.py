@@ -58,6 +58,13 @@ def _stats() -> Any:
     return load_stats()
 
 
+def prepare() -> None:
+    """Import Airflow's ``Stats`` and make its client now, so that a caller on an event loop can do
+    it in a worker thread first. Airflow makes the client at the first metric, whatever the version:
+    this sends ``omni.reports.polls`` + 0 (a no-op for a counter)."""
+    incr(REPORTS_POLLS, 0)
+
+
 def task_tags(task: Any) -> dict[str, str]:
     """Return the ``dag_id`` and ``task_id`` tags of a task or task instance (those it has).
 

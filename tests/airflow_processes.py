@@ -49,11 +49,12 @@ def provider_python_path() -> str:
 
 def airflow_env(**settings: str) -> dict[str, str]:
     """This process's environment with ``settings`` on top, the venv's ``bin`` first on PATH and the
-    provider copy under test on PYTHONPATH (:func:`provider_python_path`)."""
+    provider copy under test on PYTHONPATH (:func:`provider_python_path`), after a given PYTHONPATH."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    given = settings.pop("PYTHONPATH", "")
     env = {**os.environ, **settings, "PATH": path}
     env.pop("PYTHONPATH", None)
-    if python_path := provider_python_path():
+    if python_path := os.pathsep.join(p for p in (given, provider_python_path()) if p):
         env["PYTHONPATH"] = python_path
     return env
 
@@ -113,6 +114,9 @@ def api_server(home: Path, **settings: str) -> Iterator[str]:
         AIRFLOW__CORE__TEST_CONNECTION="Enabled",
         AIRFLOW__API__HOST="127.0.0.1",
         AIRFLOW__API__PORT=str(port),
+        # Airflow 3.0 leaves the JWT issuer unset, which the PyJWT of its constraints refuses
+        # ("Issuer (iss) must be a string") at every request
+        AIRFLOW__API_AUTH__JWT_ISSUER="airflow",
         **settings,
     )
     env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
@@ -125,3 +129,12 @@ def api_server(home: Path, **settings: str) -> Iterator[str]:
         yield url
     finally:
         stop(process)
+
+
+def api_session(url: str) -> requests.Session:
+    """A session of the REST API at ``url`` with a token of the simple auth manager (every user an
+    admin, no credentials): Airflow 3.1+ wants one even then."""
+    session = requests.Session()
+    token = session.get(f"{url}/auth/token", timeout=15).json()["access_token"]
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
 from test_notifier import sends
 from test_sensor import scenario_key
 
@@ -41,6 +40,8 @@ from tests.airflow_compat import AIRFLOW_SERIES, AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    import requests
 
 pytestmark = [
     pytest.mark.dag,
@@ -118,18 +119,10 @@ def airflow(omni_connection: str, tmp_path: Path) -> Iterator[Airflow]:
         health["scheduler"] = f"http://127.0.0.1:{health_port}/health"
         for name, health_url in health.items():
             airflow_processes.wait_healthy(processes[name], health_url, home / f"{name}.log", timeout=90)
-        yield Airflow(url, home, api_session(url))
+        yield Airflow(url, home, airflow_processes.api_session(url))
     finally:
         for process in processes.values():
             airflow_processes.stop(process, timeout=30)
-
-
-def api_session(url: str) -> requests.Session:
-    """A session with a token of the simple auth manager (every user is an admin: no credentials)."""
-    session = requests.Session()
-    token = session.get(f"{url}/auth/token", timeout=15).json()["access_token"]
-    session.headers["Authorization"] = f"Bearer {token}"
-    return session
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str]) -> Any:

@@ -121,8 +121,11 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         )
 
     def _hook(self) -> Any:
+        """Make the hook, and the metrics client, in a worker thread: both import modules (and the
+        StatsD client may resolve its host), which must not block the triggerer's event loop."""
         from airflow_provider_omni.hooks.omni import OmniHook
 
+        metrics.prepare()
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def _tracker(self) -> DeliveryTracker:
