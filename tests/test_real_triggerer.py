@@ -21,6 +21,7 @@ from tests import airflow_processes
 from tests.airflow_compat import leave_triggers_to_a_triggerer
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -38,9 +39,23 @@ def triggerer(airflow_db: None, omni_connection: str, tmp_path: Path) -> Iterato
     )
     process = airflow_processes.start(["triggerer"], env, log_path)
     try:
+        _wait_started(process, log_path)
         yield log_path
     finally:
         airflow_processes.stop(process, timeout=30)
+
+
+def _wait_started(process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90) -> None:
+    """Wait until the triggerer says it started; fail with its log when it exits first."""
+    deadline = time.monotonic() + timeout
+    while "Starting the triggerer" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the triggerer did not start (exit code {process.poll()}):\n{_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def _tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.mark.dag
@@ -58,7 +73,11 @@ def test_a_deferred_wait_is_finished_by_a_real_triggerer_process(
     caplog.set_level("INFO")
     started = time.monotonic()
 
-    dag_run = run_dag(failover_dag("wait_real_triggerer", ALL_PERSONAS, deferrable=True))
+    try:
+        dag_run = run_dag(failover_dag("wait_real_triggerer", ALL_PERSONAS, deferrable=True))
+    except BaseException:  # a timeout included: show what the triggerer did
+        print(f"triggerer log:\n{_tail(triggerer)}")
+        raise
 
     log = triggerer.read_text(errors="replace")
     assert task_states(dag_run)["wait"] == "success", log[-3000:]

@@ -541,6 +541,9 @@ class OmniHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update({"User-Agent": _user_agent(), "Accept": "application/json"})
+        # for callers of get_conn(); the hook's own requests also pass them per request
+        session.verify = self.settings.verify
+        session.proxies.update(self.settings.proxies)
         return session
 
     def get_conn(self) -> requests.Session:
