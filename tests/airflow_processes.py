@@ -102,6 +102,21 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
 
 
 @contextmanager
+def serving(args: list[str], env: dict[str, str], home: Path, health_path: str, port: int) -> Iterator[str]:
+    """Migrate the metadata DB of ``env``, run ``airflow *args`` listening on ``port`` until
+    ``health_path`` answers, yield its base URL, and stop it (with its workers) afterwards."""
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    log = home / f"{args[0]}.log"
+    process = start(args, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(process, f"{url}{health_path}", log, timeout=120)
+        yield url
+    finally:
+        stop(process)
+
+
+@contextmanager
 def api_server(home: Path, **settings: str) -> Iterator[str]:
     """Run ``airflow api-server`` (Airflow 3) in its own AIRFLOW_HOME, every user an admin and Test
     Connection enabled; yield its base URL. ``settings`` are more environment variables."""
@@ -120,15 +135,9 @@ def api_server(home: Path, **settings: str) -> Iterator[str]:
         **settings,
     )
     env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    log = home / "api-server.log"
-    process = start(["api-server", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, f"{url}/api/v2/monitor/health", log, timeout=120)
+    args = ["api-server", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(args, env, home, "/api/v2/monitor/health", port) as url:
         yield url
-    finally:
-        stop(process)
 
 
 def api_session(url: str) -> requests.Session:

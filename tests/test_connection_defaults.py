@@ -21,6 +21,12 @@ from airflow_provider_omni.sandbox.server import OmniSandbox, connection_dict
 from airflow_provider_omni.sensors.delivery_report import OmniDeliveryReportSensor
 
 FOOTER = "Reply STOP to opt out"
+#: the team's validities and footer on the connection
+TEAM_DEFAULTS = {
+    "default_viber_validity_minutes": 90,
+    "default_sms_validity_minutes": 45,
+    "text_footer": FOOTER,
+}
 COLLECTED: list[dict[str, Any]] = []
 
 
@@ -41,14 +47,7 @@ def scenarios(omni_sandbox: OmniSandbox, omni_connection: str) -> dict[str, str]
 
 
 def test_the_connections_scenario_key_validities_and_footer_are_used(omni_sandbox, scenarios, monkeypatch):
-    _connection(
-        monkeypatch,
-        omni_sandbox,
-        default_scenario_key=scenarios["team-alerts"],
-        default_viber_validity_minutes=90,
-        default_sms_validity_minutes=45,
-        text_footer=FOOTER,
-    )
+    _connection(monkeypatch, omni_sandbox, default_scenario_key=scenarios["team-alerts"], **TEAM_DEFAULTS)
     result = make_operator(destinations=numbers(2)).execute(make_context())
 
     (body,) = _sent_bodies(omni_sandbox)
@@ -61,14 +60,7 @@ def test_the_connections_scenario_key_validities_and_footer_are_used(omni_sandbo
 
 
 def test_the_tasks_arguments_win(omni_sandbox, scenarios, monkeypatch):
-    _connection(
-        monkeypatch,
-        omni_sandbox,
-        default_scenario_key=scenarios["team-alerts"],
-        default_viber_validity_minutes=90,
-        default_sms_validity_minutes=45,
-        text_footer=FOOTER,
-    )
+    _connection(monkeypatch, omni_sandbox, default_scenario_key=scenarios["team-alerts"], **TEAM_DEFAULTS)
     make_operator(
         destinations=numbers(1),
         scenario_key=scenarios["campaigns"],

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_sensor import send
 
-from airflow_provider_omni.exceptions import OmniConfigurationError, OmniServerError, OmniValidationError
+from airflow_provider_omni.exceptions import (
+    OmniConfigurationError,
+    OmniSendUncertainError,
+    OmniServerError,
+    OmniValidationError,
+)
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.sandbox.server import OmniSandbox, connection_dict
 from airflow_provider_omni.triggers.delivery_report import OmniDeliveryReportTrigger
@@ -72,7 +77,7 @@ def _use(
     monkeypatch: pytest.MonkeyPatch, sandbox: OmniSandbox, conn_id: str = "omni_default", **extra: Any
 ) -> str:
     """Point connection ``conn_id`` at ``sandbox`` with ``extra``; return the conn id."""
-    conn = connection_dict(sandbox.url, sandbox.api_key, max_retries=0, **extra)
+    conn = connection_dict(sandbox.url, sandbox.api_key, **{"max_retries": 0, **extra})
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
     return conn_id
 
@@ -129,7 +134,7 @@ def test_proxy_credentials_from_the_password_field_are_sent_and_masked(omni_sand
     _use(monkeypatch, omni_sandbox, proxy_url=user_url, proxy_password=PROXY_PASSWORD)
     hook = OmniHook()
 
-    assert len(hook.list_scenarios()) >= 0
+    hook.list_scenarios()
     assert auth_proxy.log.paths() == ["GET /omni/1/scenarios"]
     assert auth_proxy.log.refused == []
     assert PROXY_PASSWORD not in repr(hook.settings)
@@ -161,14 +166,42 @@ async def test_the_async_path_sends_the_proxy_credentials_too(omni_sandbox, auth
     assert auth_proxy.log.refused == []
 
 
-def test_an_unreachable_proxy_sends_nothing_and_a_send_may_be_retried(omni_sandbox, monkeypatch):
+def test_an_unreachable_proxy_sends_nothing_and_a_send_may_be_retried(omni_sandbox, monkeypatch, no_sleep):
     dead = f"http://127.0.0.1:{airflow_processes.free_port()}"
-    _use(monkeypatch, omni_sandbox, proxy_url=dead)
+    _use(monkeypatch, omni_sandbox, proxy_url=dead, max_retries=2)
+    message = {
+        "scenarioKey": "ANY",
+        "bulkId": "proxy.b1",
+        "destinations": [{"to": {"phoneNumber": "41793026721"}}],
+        "sms": {"text": "x"},
+    }
 
     with pytest.raises(OmniServerError) as caught:
-        OmniHook().list_scenarios()
+        OmniHook().send_advanced(message)
 
+    # nothing left this machine, so the send was retried, and it is not "may have been sent"
+    assert not isinstance(caught.value, OmniSendUncertainError)
     assert "Could not connect" in str(caught.value) and "proxy" in str(caught.value)
+    assert "gave up after 3 attempts" in str(caught.value) and len(no_sleep) == 2
+
+
+def test_a_proxy_refusing_the_https_tunnel_is_a_configuration_error_on_both_paths(
+    https_sandbox, auth_proxy, monkeypatch
+):
+    https_sandbox.admin.reset()
+    user_url = auth_proxy.url.replace("http://", f"http://{PROXY_USER}@")
+    _use(monkeypatch, https_sandbox, proxy_url=user_url, proxy_password="wrong-Secret-123", max_retries=2)
+    hook = OmniHook()
+
+    with pytest.raises(OmniConfigurationError, match=r"407.*proxy_password"):
+        hook.list_scenarios()
+    with pytest.raises(OmniConfigurationError, match=r"407.*proxy_password"):
+        asyncio.run(hook.aget_reports(bulk_id="x"))
+
+    assert (
+        auth_proxy.log.refused == ["CONNECT 127.0.0.1:" + https_sandbox.url.rsplit(":", 1)[1]] * 2
+    )  # no retry
+    assert https_sandbox.admin.stats()["requests"] == {}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -75,19 +74,9 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         AIRFLOW__WEBSERVER__WEB_SERVER_PORT=str(port),
     )
     env.pop("AIRFLOW_CONN_OMNI_DEFAULT", None)
-    subprocess.run(
-        [airflow_processes.AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=120
-    )
-    log = home / "webserver.log"
-    process = airflow_processes.start(
-        ["webserver", "--hostname", "127.0.0.1", "--port", str(port), "--workers", "1"], env, log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        airflow_processes.wait_healthy(process, f"{url}/health", log, timeout=90)
+    args = ["webserver", "--hostname", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with airflow_processes.serving(args, env, home, "/health", port) as url:
         yield url
-    finally:
-        airflow_processes.stop(process)  # gunicorn and its worker
 
 
 def _field(name: str) -> str:

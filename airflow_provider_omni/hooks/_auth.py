@@ -86,7 +86,9 @@ def _default(name: str) -> Any:
     return CONN_FIELDS[name]["schema"].get("default")
 
 
-def _as_bool(value: Any, name: str) -> bool:
+def parse_flag(value: Any) -> bool | None:
+    """Read a flag given as a bool or as text (``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/
+    ``off``, any case); None when it is neither."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -94,7 +96,19 @@ def _as_bool(value: Any, name: str) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"connection extra {name!r} must be true or false, got {value!r}")
+    return None
+
+
+def with_footer(text: str, footer: str | None) -> str:
+    """Return ``text`` with ``footer`` on a new line (``text`` itself without a footer)."""
+    return f"{text}\n{footer}" if footer else text
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    flag = parse_flag(value)
+    if flag is None:
+        raise ValueError(f"connection extra {name!r} must be true or false, got {value!r}")
+    return flag
 
 
 def _as_number(value: Any, name: str, kind: type[float] | type[int]) -> float | int:
@@ -384,6 +398,11 @@ class ConnectionSettings:
     def proxies(self) -> dict[str, str]:
         """requests' ``proxies`` of the connection's proxy (empty: the environment's apply)."""
         return {"http": self.proxy_url, "https": self.proxy_url} if self.proxy_url else {}
+
+    def footer_for(self, given: str | None) -> str | None:
+        """The footer of a message: ``given`` by the task when not None (``""``: none), else the
+        connection's ``text_footer``."""
+        return (self.text_footer if given is None else given) or None
 
     @property
     def proxy_display(self) -> str | None:

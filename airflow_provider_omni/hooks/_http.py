@@ -353,6 +353,12 @@ def server_error(
     )
 
 
+def _refused_by_proxy(error: BaseException) -> bool:
+    """Tell whether the proxy refused its credentials to open an https:// tunnel (requests' and httpx's
+    ``ProxyError`` carry the proxy's ``407 Proxy Authentication Required``)."""
+    return type(error).__name__ == "ProxyError" and "407 Proxy Authentication Required" in str(error)
+
+
 def is_retryable_status(info: RequestInfo, status: int) -> bool:
     """429 always (nothing was processed); 5xx only for idempotent requests."""
     return status == 429 or (status >= 500 and info.idempotent)
@@ -464,6 +470,8 @@ class Attempts:
         :param sent: False when the connection was never opened (nothing left this machine);
             True when the request may have reached Infobip (read timeout, dropped connection).
         """
+        if not sent and _refused_by_proxy(error):
+            return self.after_status(407, b"", None)  # raises: retrying cannot help
         description = describe_exception(error)
         if not sent:
             failure = OmniServerError(

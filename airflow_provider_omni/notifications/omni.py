@@ -70,10 +70,6 @@ def _first_set(value: int | None, default: int | None) -> int | None:
     return value if value is not None else default
 
 
-def _with_footer(text: str, footer: str | None) -> str:
-    return f"{text}\n{footer}" if footer else text
-
-
 class OmniNotifier(BaseNotifier):
     """Send a Viber message with SMS fallback from ``on_failure_callback`` / ``on_success_callback``,
     or from a deadline alert (``AsyncCallback(OmniNotifier, kwargs={...})``, Airflow 3.1+).
@@ -151,12 +147,13 @@ class OmniNotifier(BaseNotifier):
         :param bulk_id: the notification's bulk id.
         :param scenario_key: the resolved scenario (default ``scenario_key``).
         """
+        from airflow_provider_omni.hooks._auth import with_footer
         from airflow_provider_omni.models import OmniAdvancedRequest, SmsData, TimeUnit, ViberData
 
         settings = self.hook.settings
         viber_minutes = _first_set(self.viber_validity_minutes, settings.default_viber_validity_minutes)
         sms_minutes = _first_set(self.sms_validity_minutes, settings.default_sms_validity_minutes)
-        footer = settings.text_footer if self.footer is None else self.footer
+        footer = settings.footer_for(self.footer)
         numbers = self._numbers()
         return OmniAdvancedRequest(
             scenario_key=scenario_key or self.scenario_key,
@@ -165,12 +162,12 @@ class OmniNotifier(BaseNotifier):
                 {"message_id": f"{bulk_id}.{i}", "to": {"phone_number": n}} for i, n in enumerate(numbers)
             ],
             viber=ViberData(
-                text=_with_footer(self.viber_text, footer),
+                text=with_footer(self.viber_text, footer),
                 validity_period=viber_minutes,
                 validity_period_time_unit=TimeUnit.MINUTES if viber_minutes else None,
             ),
             sms=SmsData(
-                text=_with_footer(self.sms_text or self.viber_text, footer),
+                text=with_footer(self.sms_text or self.viber_text, footer),
                 validity_period=sms_minutes,
                 validity_period_time_unit=TimeUnit.MINUTES if sms_minutes else None,
             ),

@@ -226,6 +226,7 @@ def parse_channel(
 
 def _apply_defaults(data: dict[str, Any], defaults: ChannelDefaults) -> None:
     """Give ``data`` the connection's validity when it has none, and add the footer to its text."""
+    from airflow_provider_omni.hooks._auth import with_footer
     from airflow_provider_omni.models import TimeUnit
 
     if defaults.validity_minutes and not {"validityPeriod", "validity_period"} & data.keys():
@@ -233,8 +234,8 @@ def _apply_defaults(data: dict[str, Any], defaults: ChannelDefaults) -> None:
             defaults.validity_minutes,
             TimeUnit.MINUTES,
         )
-    if defaults.footer and isinstance(data.get("text"), str):
-        data["text"] = f"{data['text']}\n{defaults.footer}"
+    if isinstance(data.get("text"), str):
+        data["text"] = with_footer(data["text"], defaults.footer)
 
 
 def _json_object(text: str, name: str) -> Any:
@@ -426,14 +427,14 @@ def tally(records: Sequence[BulkRecord], plan_keys: set[bytes]) -> Tally:
 
 
 def _truthy(value: bool | str | None, name: str) -> bool:
-    """A flag given as a bool or as rendered template text ("true", "False", "1", "")."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
+    """A flag given as a bool or as rendered template text ("true", "False", "1", "", "None")."""
+    from airflow_provider_omni.hooks._auth import parse_flag
+
+    if value is None or str(value).strip().lower() in ("", "none"):
         return False
+    flag = parse_flag(value)
+    if flag is not None:
+        return flag
     raise OmniValidationError(
         f"{name}: {value!r} is not true or false", validation_errors={name: ["not a boolean"]}
     )
@@ -650,12 +651,6 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         """``scenario_key``, else the connection's default scenario; None: the account's default."""
         return self.hook.resolve_scenario_key(str(self.scenario_key) if self.scenario_key else None)
 
-    @property
-    def _footer(self) -> str | None:
-        """``footer`` when given (``""``: none), else the connection's ``text_footer``."""
-        footer = self.hook.settings.text_footer if self.footer is None else self.footer
-        return footer or None
-
     def render_template(
         self,
         content: Any,
@@ -800,7 +795,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         # the task's own mistakes first, named as the task gave them, before the connection is read
         parse_channel(self.viber, ViberData, "viber", viber_validity)
         parse_channel(self.sms, SmsData, "sms", sms_validity)
-        settings, footer = self.hook.settings, self._footer
+        settings = self.hook.settings
+        footer = settings.footer_for(self.footer)
         viber = parse_channel(
             self.viber,
             ViberData,
@@ -912,18 +908,21 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             ", ".join(b["bulk_id"] for b in bulks[:5]),
             f" and {len(bulks) - 5} more" if len(bulks) > 5 else "",
         )
-        message_ids = None
-        if plan.total <= MAX_MESSAGE_ID_MAP:
-            message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
         xcom = build_send_result(
             scenario_key=self.resolved_scenario_key,
             records=[],
             counts=Tally(plan.total, 0, 0, 0),
-            message_ids=message_ids,
+            message_ids=self._message_ids(plan),
             namespace=self.hook.namespace,
             send_key=plan.key,
         )
         return {**xcom, "bulks": bulks, "dry_run": True, "flow": list(flow)}
+
+    def _message_ids(self, plan: SendPlan) -> dict[str, str] | None:
+        """Message id -> number (shortened unless full numbers are wanted), for small sends only."""
+        if plan.total > MAX_MESSAGE_ID_MAP:
+            return None
+        return {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
 
     def _scenario_flow(self) -> tuple[str, ...]:
         """The channels of the scenario the send would use (its own, or the account's default)."""
@@ -1179,14 +1178,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _result(self, plan: SendPlan, ledger: SendLedger) -> dict[str, Any]:
         counts = tally(ledger.records, {entry[1] for entry in plan.entries})
-        message_ids = None
-        if plan.total <= MAX_MESSAGE_ID_MAP:
-            message_ids = {entry[0]: self._show(_address_of(entry)) for entry in plan.entries}
         xcom = build_send_result(
             scenario_key=self.resolved_scenario_key,
             records=ledger.records,
             counts=counts,
-            message_ids=message_ids,
+            message_ids=self._message_ids(plan),
             namespace=self.hook.namespace,
             send_key=plan.key,
             sent_at=ledger.started_at,

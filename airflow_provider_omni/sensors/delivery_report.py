@@ -717,19 +717,14 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         results = _send_results(self.send_result)
         if not results or not all(result.get("dry_run") for result in results):
             return None
+        from airflow_provider_omni.outcome import DeliveryTracker
+
         total = sum(int(result.get("total") or 0) for result in results)
         self.log.info("The send was a dry run (%d destination(s), nothing sent): nothing to wait for", total)
         return {
-            "outcomes": {"VIBER_DELIVERED": 0, "SMS_DELIVERED": 0, "FAILED": 0, "PENDING": 0},
+            **DeliveryTracker({}).summary(),  # nothing sent: every count zero, nothing pending
             "total": total,
-            "all_final": True,
-            "price": {},
             "bulks": [b["bulk_id"] for result in results for b in result.get("bulks") or []],
-            "failed": [],
-            "errors": {},
-            "rejected_at_send": 0,
-            "detail_path": None,
-            "timed_out": False,
             "dry_run": True,
         }
 
