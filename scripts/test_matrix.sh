@@ -378,6 +378,12 @@ echo "=================== matrix results (pytest -m \"$MARKERS\", browser tests 
 } | column -t -s $'\t'
 awk -v t="$TOTAL" 'BEGIN{printf "total wall time: %.1f minutes\n", t/60}'
 echo "logs: .venv-matrix/<series>-py<python>/_matrix/ (install.log, providers-*.log, pytest.log, by-file.txt)"
+# Last, so that a log cut to its tail still names what failed: each failing combination's tests.
+for name in "${names[@]}"; do
+  grep -q "^FAILED \|^ERROR " "$ROOT/$name/_matrix/pytest.log" 2>/dev/null || continue
+  echo "--- $name: what failed (the whole log: .venv-matrix/$name/_matrix/pytest.log)"
+  grep "^FAILED \|^ERROR " "$ROOT/$name/_matrix/pytest.log" | cut -c1-400 | head -n 20 | sed 's/^/    /'
+done
 return $overall
 }
 

@@ -9,6 +9,7 @@ import site
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,9 +60,11 @@ def airflow_env(**settings: str) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str], env: dict[str, str], log_path: Path, append: bool = False
+) -> subprocess.Popen[bytes]:
     """Start ``airflow *args`` in its own process group, its output going to ``log_path``."""
-    with log_path.open("wb") as log:
+    with log_path.open("ab" if append else "wb") as log:
         return subprocess.Popen(
             [AIRFLOW, *args],
             env=env,
@@ -99,6 +102,43 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+class Supervised:
+    """``airflow *args`` started again when it exits, as systemd or Kubernetes would, a few times at most.
+
+    Airflow 3.0's trigger runner can die of its own comms race ("Response read out of order"); a
+    deployment's supervisor restarts it, and so does this.  Each restart is noted in the log.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, max_restarts: int = 3) -> None:
+        self._args, self._env, self._log_path, self._max = args, env, log_path, max_restarts
+        self.restarts = 0
+        self.gave_up = False
+        self._stopping = threading.Event()
+        self.process = start(args, env, log_path)
+        self._watcher = threading.Thread(target=self._watch, name=f"supervise-{args[0]}", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            code = self.process.poll()
+            if code is None:
+                continue
+            if self.restarts >= self._max:
+                self.gave_up = True
+                return
+            self.restarts += 1
+            note = f"\n--- supervisor: airflow {self._args[0]} exited ({code}); restart {self.restarts}\n"
+            with self._log_path.open("a") as log:
+                log.write(note)
+            self.process = start(self._args, self._env, self._log_path, append=True)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop watching, then stop the process group."""
+        self._stopping.set()
+        self._watcher.join(timeout=5)
+        stop(self.process, timeout=timeout)
 
 
 @contextmanager

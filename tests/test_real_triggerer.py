@@ -21,14 +21,14 @@ from tests import airflow_processes
 from tests.airflow_compat import leave_triggers_to_a_triggerer
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator
     from pathlib import Path
 
 
 @pytest.fixture
 def triggerer(airflow_db: None, omni_connection: str, tmp_path: Path) -> Iterator[Path]:
-    """Start ``airflow triggerer`` on the tests' metadata DB; yield its log file."""
+    """Start ``airflow triggerer`` on the tests' metadata DB, restarted like a supervisor would when it
+    dies; yield its log file."""
     log_path = tmp_path / "triggerer.log"
     # this process's AIRFLOW_HOME (the tests' DB) and AIRFLOW_CONN_OMNI_DEFAULT (the sandbox)
     env = airflow_processes.airflow_env(
@@ -37,20 +37,31 @@ def triggerer(airflow_db: None, omni_connection: str, tmp_path: Path) -> Iterato
         # its log server on a free port (the default 8794 is taken when matrix runs overlap)
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(airflow_processes.free_port()),
     )
-    process = airflow_processes.start(["triggerer"], env, log_path)
+    _forget_other_tests_triggers()
+    supervisor = airflow_processes.Supervised(["triggerer"], env, log_path)
     try:
-        _wait_started(process, log_path)
+        _wait_started(supervisor, log_path)
         yield log_path
     finally:
-        airflow_processes.stop(process, timeout=30)
+        supervisor.stop(timeout=30)
 
 
-def _wait_started(process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90) -> None:
-    """Wait until the triggerer says it started; fail with its log when it exits first."""
+def _forget_other_tests_triggers() -> None:
+    """Delete the trigger rows earlier tests left in the shared DB: this triggerer runs this test's only."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        session.execute(delete(Trigger))
+
+
+def _wait_started(supervisor: airflow_processes.Supervised, log_path: Path, timeout: float = 90) -> None:
+    """Wait until the triggerer says it started; fail with its log when it keeps dying or is slow."""
     deadline = time.monotonic() + timeout
     while "Starting the triggerer" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the triggerer did not start (exit code {process.poll()}):\n{_tail(log_path)}")
+        if supervisor.gave_up or time.monotonic() > deadline:
+            pytest.fail(f"the triggerer did not start ({supervisor.restarts} restarts):\n{_tail(log_path)}")
         time.sleep(0.2)
 
 
