@@ -79,6 +79,22 @@ def load_stats() -> Any:
     return Stats
 
 
+def object_storage_path(url: str, conn_id: str | None) -> Any:
+    """Return ``ObjectStoragePath(url, conn_id=conn_id)``, imported on first use, not at DAG parse.
+
+    From Airflow 3 the class is the task SDK's ``airflow.sdk.ObjectStoragePath``; on 2.11 it is
+    ``airflow.io.path.ObjectStoragePath`` (2.11 has no ``airflow.sdk``).
+
+    :param url: an object storage URL (``s3://``, ``gs://``, ``file://``, ...).
+    :param conn_id: the Airflow connection for the store, or ``None`` for its default credentials.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk import ObjectStoragePath as path_class
+    else:
+        from airflow.io.path import ObjectStoragePath as path_class  # type: ignore[no-redef,attr-defined]
+    return path_class(url, conn_id=conn_id)
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
@@ -101,4 +117,5 @@ __all__ = [
     "conf",
     "load_stats",
     "mask_secret",
+    "object_storage_path",
 ]

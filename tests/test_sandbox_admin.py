@@ -33,6 +33,7 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "clock/advance", {"hours": 1}),
     ("POST", "reset", {}),
     ("GET", "requests", None),
+    ("GET", "sends", None),
     ("GET", "docs", None),
     ("GET", "openapi.json", None),
     ("GET", "no-such-route", None),

@@ -13,6 +13,7 @@ Two forms of "retry" are exercised, and each test says which:
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -89,13 +90,16 @@ class CrashOnCall:
 
     def __init__(self, real: Any, n: int, after_post: bool) -> None:
         self.real, self.n, self.after_post, self.calls = real, n, after_post, 0
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any) -> Any:
-        self.calls += 1
-        if self.calls == self.n and not self.after_post:
+        with self._lock:  # bulks go out from several threads: each call keeps its own number
+            self.calls += 1
+            number = self.calls
+        if number == self.n and not self.after_post:
             raise SystemExit("simulated: the worker died before this POST")
         response = self.real(*args)
-        if self.calls == self.n:
+        if number == self.n:
             raise SystemExit("simulated: the worker died right after this POST, before recording it")
         return response
 
@@ -153,7 +157,7 @@ def test_destinations_added_between_tries_are_sent_once_and_removed_ones_reporte
     were sent and adds 4 new ones."""
     store = FakeStore()
     first_list = numbers(20)
-    first = make_operator(scenario_key, first_list, batch_size=5)
+    first = make_operator(scenario_key, first_list, batch_size=5, max_in_flight=1)  # bulks 1 and 2 out
     crash(first, 3, after_post=False)
     with pytest.raises(SystemExit):
         first.execute(context(1, store))
@@ -352,13 +356,34 @@ def test_not_in_the_logs_is_not_proof_the_task_fails_and_the_retry_settles_it(
     omni_sandbox.admin.add_fault(endpoint="advanced", times=1, **fault)
 
     with pytest.raises(OmniSendUncertainError) as err:
-        make_operator(scenario_key).execute(context(1, store))
+        make_operator(scenario_key, max_in_flight=1).execute(context(1, store))
 
     assert omni_sandbox.admin.stats()["requests"]["advanced"] == 1  # stopped at the bulk in doubt
     assert err.value.bulk_id in str(err.value)
     result = make_operator(scenario_key, uncertain_horizon=0).execute(context(2, store))
     assert_each_received_once(omni_sandbox, numbers(TOTAL))
     assert result["accepted"] == TOTAL
+
+
+@pytest.mark.parametrize("with_store", [True, False], ids=["task-state-store", "logs-only"])
+def test_with_bulks_in_flight_a_bulk_in_doubt_stops_new_ones_and_the_retry_sends_the_rest_once(
+    omni_sandbox: Any, scenario_key: str, with_store: bool
+) -> None:
+    """Four bulks in flight, the second one dropped: nothing new is sent after it, the bulks already
+    in flight are recorded, and the retry (past the horizon) sends exactly what is missing."""
+    store = FakeStore() if with_store else None
+    omni_sandbox.admin.add_fault(endpoint="advanced", times=1, drop=True)
+
+    with pytest.raises(OmniSendUncertainError):
+        make_operator(scenario_key, batch_size=2, max_in_flight=4).execute(context(1, store))
+
+    first_try = omni_sandbox.admin.stats()["requests"]["advanced"]
+    assert first_try < TOTAL // 2  # of 25 bulks: the send stopped soon after the doubt
+    result = make_operator(scenario_key, batch_size=2, max_in_flight=4, uncertain_horizon=0).execute(
+        context(2, store)
+    )
+    assert_each_received_once(omni_sandbox, numbers(TOTAL))
+    assert (result["total"], result["accepted"]) == (TOTAL, TOTAL)
 
 
 def test_resend_unconfirmed_is_an_explicit_opt_in(omni_sandbox: Any, scenario_key: str) -> None:
@@ -446,12 +471,15 @@ def test_airflow_retry_in_a_dag_run_does_not_send_twice(
     from tests.airflow_compat import DAG
 
     calls = {"n": 0}
+    lock = threading.Lock()
     real = OmniHook.send_advanced_bulk
 
     def send_advanced_bulk(hook: OmniHook, request: Any) -> Any:
-        calls["n"] += 1
+        with lock:  # bulks go out from several threads: each call keeps its own number
+            calls["n"] += 1
+            number = calls["n"]
         response = real(hook, request)
-        if calls["n"] == 2:
+        if number == 2:
             raise RuntimeError("simulated: the worker failed right after Infobip took bulk 2")
         return response
 

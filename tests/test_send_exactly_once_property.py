@@ -1,6 +1,7 @@
 """A stateful property test of sending (hypothesis ``RuleBasedStateMachine``) against the OMNI sandbox.
 
-Random destination sets and orders, random bulk sizes, faults at random positions (refused before
+Random destination sets and orders, random bulk sizes, one bulk or three in flight at once, faults at
+random positions (refused before
 processing, processed then 5xx, dropped connections before and after processing, read timeouts,
 answers that do not match the request, the worker dying before or after a POST), lagging logs,
 retries with fresh operator instances with or without a task state store, clears and re-runs.
@@ -12,6 +13,7 @@ exactly once; and its XCom agrees with what the sandbox received.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,7 @@ class Run:
     store: FakeStore | None
     destinations: list[str]
     batch_size: int
+    in_flight: int = 1
     tries: int = 0
     given: set[str] = field(default_factory=set)
     result: dict[str, Any] | None = None
@@ -115,12 +118,14 @@ class SendingMachine(RuleBasedStateMachine):
         with_store=st.booleans(),
         fault=st.sampled_from(sorted(FAULTS)),
         position=st.integers(min_value=1, max_value=3),
+        in_flight=st.sampled_from([1, 3]),
     )
     def start_run(
-        self, people: list[str], batch_size: int, with_store: bool, fault: str, position: int
+        self, people: list[str], batch_size: int, with_store: bool, fault: str, position: int, in_flight: int
     ) -> None:
-        """The first try of a new run (a new DAG run of the send task)."""
-        run = Run(f"run_{len(self.runs)}", FakeStore() if with_store else None, people, batch_size)
+        """The first try of a new run (a new DAG run of the send task), its bulks one or three at once."""
+        store = FakeStore() if with_store else None
+        run = Run(f"run_{len(self.runs)}", store, people, batch_size, in_flight)
         self.runs.append(run)
         self._attempt(run, fault, position)
 
@@ -204,6 +209,7 @@ class SendingMachine(RuleBasedStateMachine):
             sms="Hi",
             batch_size=run.batch_size,
             uncertain_horizon=HORIZON,
+            max_in_flight=run.in_flight,
         )
         op.confirm_delays = (0.0, 0.05)
         self._inject(op, fault, position)
@@ -224,10 +230,13 @@ class SendingMachine(RuleBasedStateMachine):
         real = op.hook.send_advanced_bulk
         admin = self.sandbox.admin
         calls = {"n": 0}
+        lock = threading.Lock()
 
         def send_advanced_bulk(bulk: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] != position:
+            with lock:  # several threads send: each call keeps its own number
+                calls["n"] += 1
+                number = calls["n"]
+            if number != position:
                 return real(bulk)
             if fault == "crash_before_post":
                 raise WorkerDied

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
 import time
 import unicodedata
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +47,7 @@ from airflow_provider_omni.hooks._http import (
     Retry,
     RetryPolicy,
     json_object,
+    parse_retry_after,
     raw_body,
     redact,
     results_object,
@@ -70,6 +73,7 @@ from airflow_provider_omni.models import (
     send_answer_mismatch,
     to_payload,
 )
+from airflow_provider_omni.pacing import THROTTLED_RETRIES, SendPace
 from airflow_provider_omni.privacy import shorten_numbers, shorten_phone_number
 from airflow_provider_omni.version_compat import BaseHook, mask_secret
 
@@ -421,6 +425,10 @@ class OmniHook(BaseHook):
         self._async_transport: httpx.AsyncBaseTransport | None = None
         #: The async client's TLS verification (an SSL context, or False), built once per hook.
         self._async_verify: ssl.SSLContext | bool | None = None
+        #: The pace of a large send (messages per second, one pause for all after a 429): set by the
+        #: send operator for the POSTs of one send, None for the hook's other callers.
+        self.pace: SendPace | None = None
+        self._token_lock = threading.Lock()
 
     def __repr__(self) -> str:
         base_url = f", base_url={self._settings.base_url!r}" if self._settings else ""
@@ -546,6 +554,12 @@ class OmniHook(BaseHook):
         session.proxies.update(self.settings.proxies)
         return session
 
+    def prepare_for_threads(self) -> None:
+        """Read the connection, open the session and fetch an OAuth2 token in the calling thread,
+        before several threads send through this hook (they then share all three)."""
+        self._authorization()
+        _ = self.session
+
     def get_conn(self) -> requests.Session:
         """Return the pooled :class:`requests.Session` (auth is added per request)."""
         return self.session
@@ -570,7 +584,11 @@ class OmniHook(BaseHook):
         static = self.settings.static_authorization()
         if static is not None:
             return static
-        return f"Bearer {self._tokens.current or self._fetch_token()}"
+        token = self._tokens.current
+        if token is None:
+            with self._token_lock:  # the threads of a send fetch one token, not one each
+                token = self._tokens.current or self._fetch_token()
+        return f"Bearer {token}"
 
     def _fetch_token(self) -> str:
         info = self._info("POST", TOKEN_PATH, idempotent=True)
@@ -654,14 +672,21 @@ class OmniHook(BaseHook):
         params: dict[str, Any] | None = None,
         data: bytes | None = None,
         read: Callable[[bytes], T],
+        messages: int = 0,
     ) -> T:
         """Send one request (``data``: a JSON body) with the retry rule; return ``read`` of the answer.
 
         Redirects are not followed: a 3xx raises :class:`OmniConfigurationError`.
+
+        :param messages: destinations in a send's body: with a :attr:`pace`, the send waits its turn
+            for them, and a 429 pauses every request of the pace (not this one alone).
         """
-        attempts = self._attempts(info)
+        pace = self.pace if info.is_send else None
+        attempts = self._attempts(info) if pace is None else self._paced_attempts(info)
         refreshed = False
         while True:
+            if pace is not None:
+                pace.wait_turn(messages)
             headers = {"Authorization": self._authorization()}
             if data is not None:
                 headers["Content-Type"] = "application/json"
@@ -689,10 +714,23 @@ class OmniHook(BaseHook):
                 refreshed = True
                 continue
             result = attempts.after_answer(status, response.content, response.headers, read)
+            if pace is not None and status != 429:
+                pace.went_through()
             if isinstance(result, Retry):
+                if pace is not None and status == 429:  # every request of the send pauses
+                    pause = pace.throttle(parse_retry_after(response.headers.get("Retry-After")))
+                    self.log.warning("Infobip answered 429: the whole send pauses %.1f s", pause)
+                    continue
                 _sleep(result.delay)
                 continue
             return result
+
+    def _paced_attempts(self, info: RequestInfo) -> Attempts:
+        """Attempts of a paced send: a 429 (nothing processed) may be retried more often, as the shared
+        pause, not each request, finds the pace Infobip takes."""
+        policy = self._policy
+        more = replace(policy, max_retries=max(policy.max_retries, THROTTLED_RETRIES))
+        return Attempts(info, more, self.log, self._redact)
 
     # -- async HTTP (for triggers and the notifier's async path) ------------------------------
 
@@ -1050,7 +1088,7 @@ class OmniHook(BaseHook):
         :return: how many messages the answer lists, and the destinations refused at send.
         """
         info = self._info("POST", SEND_PATH, idempotent=False, bulk_id=bulk.bulk_id)
-        content = self._request_content(info, data=bulk.body, read=raw_body)
+        content = self._request_content(info, data=bulk.body, read=raw_body, messages=bulk.size)
         acceptance = self._read_acceptance(content, info)
         problem = acceptance.mismatch(bulk)
         if problem:

@@ -11,9 +11,11 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -63,6 +65,11 @@ Entry = tuple[str, bytes, "DestinationShape | str"]
 DEFAULT_UNCERTAIN_HORIZON = timedelta(minutes=15)
 #: With ``resend_unconfirmed``, how many times an unconfirmed request is sent again at most.
 MAX_UNCONFIRMED_RESENDS = 2
+#: Bulk POSTs in flight at once, by default and at most (see BENCHMARKS.md for the measurements).
+DEFAULT_MAX_IN_FLIGHT = 4
+MAX_IN_FLIGHT = 16
+#: Seconds between two progress lines in the task log.
+DEFAULT_PROGRESS_INTERVAL = 5.0
 
 _TO_KEYS = frozenset(
     {
@@ -328,10 +335,18 @@ def _validation_error(title: str, lines: list[str], total: int | None = None) ->
 
 
 class _DestinationChecks:
-    """What is wrong with the destinations, found bulk by bulk and raised once all were checked."""
+    """What is wrong with the destinations, found bulk by bulk and raised once all were checked.
 
-    def __init__(self, show: Callable[[str], str]) -> None:
-        self._show = show
+    :param show: how an address is shown in a message.
+    :param mask: shortens the raw number an error line quotes (given the item it is about).
+    :param where: names a destination by its position (``destinations[7]``, ``destinations_path line 9``).
+    """
+
+    def __init__(
+        self, show: Callable[[str], str], mask: Callable[[str, Any], str], where: Callable[[int], str]
+    ) -> None:
+        self._show, self._mask, self._where = show, mask, where
+        self.seen = 0
         self.invalid_lines: dict[int, list[str]] = {}
         self.invalid_count = 0
         self.duplicates: list[str] = []
@@ -342,29 +357,30 @@ class _DestinationChecks:
     def ok(self) -> bool:
         return not (self.invalid_count or self.duplicates)
 
-    def add_invalid(self, err: ValidationError, offset: int) -> None:
-        """Note the errors of one bulk's validation; ``offset`` is the bulk's first position."""
-        positions: set[int] = set()
+    def add_invalid(self, err: ValidationError, positions: Sequence[int], items: Sequence[Any]) -> None:
+        """Note the errors of one bulk's validation (``positions`` and ``items`` in body order)."""
+        bad: set[int] = set()
         for error in err.errors(include_url=False):
             index, *loc = error["loc"]
-            position = offset + int(index)
-            positions.add(position)
+            position = positions[int(index)]
+            bad.add(position)
             if position in self.invalid_lines or len(self.invalid_lines) < MAX_LISTED_ERRORS:
                 message = str(error["msg"]).removeprefix("Value error, ")
-                path = _ids.error_path(loc, prefix=f"destinations[{position}]")
-                self.invalid_lines.setdefault(position, []).append(f"{path}: {message}")
-        self.invalid_count += len(positions)
+                path = _ids.error_path(loc, prefix=self._where(position))
+                line = self._mask(f"{path}: {message}", items[int(index)])
+                self.invalid_lines.setdefault(position, []).append(line)
+        self.invalid_count += len(bad)
 
-    def add_unique(self, destinations: Sequence[DestinationShape], offset: int) -> None:
+    def add_unique(self, destinations: Sequence[DestinationShape], positions: Sequence[int]) -> None:
         """Note every address or message id already seen: someone would get the message twice."""
         first_by_address, first_by_id = self._first_by_address, self._first_by_id
-        for position, destination in enumerate(destinations, start=offset):
+        for position, destination in zip(positions, destinations, strict=True):
             address = _ids.address_key(destination["to"])
             first = first_by_address.setdefault(address, position)
             if first != position:
                 self.duplicates.append(
-                    f"destinations[{position}].to: {self._show(destination_address(destination))} is already "
-                    f"destinations[{first}]; it would get the message twice"
+                    f"{self._where(position)}.to: {self._show(destination_address(destination))} is already "
+                    f"{self._where(first)}; it would get the message twice"
                 )
             message_id = destination.get("messageId")
             if message_id is None:  # derived later from the address, unique with it
@@ -372,16 +388,16 @@ class _DestinationChecks:
             first = first_by_id.setdefault(message_id, position)
             if first != position:
                 self.duplicates.append(
-                    f"destinations[{position}].messageId: {message_id!r} is already used by "
-                    f"destinations[{first}]"
+                    f"{self._where(position)}.messageId: {message_id!r} is already used by "
+                    f"{self._where(first)}"
                 )
 
-    def raise_if_any(self, items: Sequence[Any], mask: Callable[[str, Any], str]) -> None:
+    def raise_if_any(self) -> None:
         """Raise the invalid destinations (numbers masked), else the duplicates, if there are any."""
         if self.invalid_count:
-            lines = [mask(line, items[p]) for p, lines in self.invalid_lines.items() for line in lines]
+            lines = [line for lines in self.invalid_lines.values() for line in lines]
             raise _validation_error(
-                f"Invalid destinations ({self.invalid_count} of {len(items)} destinations)",
+                f"Invalid destinations ({self.invalid_count} of {self.seen} destinations)",
                 lines,
                 total=self.invalid_count,
             )
@@ -533,6 +549,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         (``{"to": {"phoneNumber": ...}, "messageId": ...}`` or ``{"to": "4179..."}``),
         :class:`~airflow_provider_omni.models.Destination` models, a Jinja template rendering to
         a list or to numbers separated by commas / new lines, or an XCom (templated; mappable).
+    :param destinations_path: instead of ``destinations``, a file of them, read row by row: a local
+        path or an object storage URL (``s3://...``, through Airflow's ``ObjectStoragePath``), CSV
+        with a header (the phone number column, and ``messageId`` if any) or JSON lines (a number or
+        a destination object per line), optionally ``.gz`` (templated).  Errors name the line.
+    :param destinations_column: the CSV column with the phone number; default the first of
+        ``phoneNumber``, ``phone_number``, ``phone``, ``to``, ``msisdn`` (templated).
+    :param destinations_format: ``csv`` or ``jsonl``; default from the file name.
+    :param destinations_conn_id: the Airflow connection of the object storage, if it needs one.
     :param viber: the Viber block: a dict, a :class:`~airflow_provider_omni.models.ViberData`,
         or text as shorthand for ``{"text": ...}`` (templated).
     :param sms: the SMS block, the same way (:class:`~airflow_provider_omni.models.SmsData`).
@@ -565,11 +589,21 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         first request body (numbers shortened), the number of destinations and bulks and the bulk ids,
         and return the XCom marked ``dry_run`` (``bulks`` with the ids a real send would use, nothing
         accepted) without sending anything or recording anything (templated: ``"true"`` / ``"false"``).
+    :param max_in_flight: bulk POSTs in flight at once, 1 to 16 (default 4).  Exactly once holds
+        whatever the value; without a task state store, keep it the same between tries (a retry
+        looks that many bulks past the first one missing from the logs).
+    :param max_messages_per_second: the account's contracted throughput: destinations per second
+        the send does not exceed (None: no limit).  A 429 from Infobip pauses the whole send, not
+        one request, and the pause grows while 429s follow one another.
+    :param progress_interval: seconds between the progress lines in the task log (sent / total,
+        rate, time left); 0 for none.
     """
 
     template_fields: Sequence[str] = (
         "scenario_key",
         "destinations",
+        "destinations_path",
+        "destinations_column",
         "viber",
         "sms",
         "callback_data",
@@ -590,7 +624,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def __init__(
         self,
         *,
-        destinations: Any,
+        destinations: Any = None,
+        destinations_path: str | None = None,
+        destinations_column: str | None = None,
+        destinations_format: str | None = None,
+        destinations_conn_id: str | None = None,
         scenario_key: str | None = None,
         viber: ViberData | Mapping[str, Any] | str | None = None,
         sms: SmsData | Mapping[str, Any] | str | None = None,
@@ -612,11 +650,18 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         resend_unconfirmed: bool = False,
         dry_run: bool | str = False,
         footer: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_messages_per_second: float | None = None,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.scenario_key = scenario_key
         self.destinations = destinations
+        self.destinations_path = destinations_path
+        self.destinations_column = destinations_column
+        self.destinations_format = destinations_format
+        self.destinations_conn_id = destinations_conn_id
         self.viber = viber
         self.sms = sms
         self.omni_conn_id = omni_conn_id
@@ -638,6 +683,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         # not ``self.dry_run``: BaseOperator.dry_run() is Airflow's own (``airflow tasks test --dry-run``)
         self.send_dry_run = dry_run
         self.footer = footer
+        self.max_in_flight = max_in_flight
+        self.max_messages_per_second = max_messages_per_second
+        self.progress_interval = progress_interval
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -693,35 +741,64 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         from airflow_provider_omni.models import validate_destinations
 
         batch_size = self._batch_size()
-        items = coerce_destinations(self.destinations)
+        self._max_in_flight()
+        self._messages_per_second()
+        rows, where = self._destination_rows()
         bulk_label = self._label(context)
         stand_in = _ids.bulk_id(bulk_label, "0" * _ids.SEND_KEY_LENGTH, ()) + ".r99"
         fields = self._request_fields(stand_in)
-        if not items:
-            raise OmniValidationError(
-                "destinations: the list is empty; nothing to send",
-                validation_errors={"destinations": ["empty"]},
-            )
         key, key_error = self._send_key_or_error(context)
-        checks = _DestinationChecks(self._show)
+        checks = _DestinationChecks(self._show, self._mask, where)
         entries: list[Entry] = []
-        for positions in _ids.split(len(items), batch_size):
+        while chunk := list(islice(rows, batch_size)):
+            positions = [position for position, _ in chunk]
+            items = [item for _, item in chunk]
+            checks.seen += len(chunk)
             try:
-                chunk = items[positions.start : positions.stop]
                 destinations = validate_destinations(
-                    [item if type(item) is str else wire_destination(item) for item in chunk]
+                    [item if type(item) is str else wire_destination(item) for item in items]
                 )
             except ValidationError as err:
-                checks.add_invalid(err, positions.start)
+                checks.add_invalid(err, positions, items)
                 continue
-            checks.add_unique(destinations, positions.start)
+            checks.add_unique(destinations, positions)
             if checks.ok and key:  # kept compact at once: a send holds no dict per destination
                 entries.extend(_entries(key, destinations))
-        checks.raise_if_any(items, self._mask)
+        if not checks.seen:
+            where_empty = "the file has no destinations" if self.destinations_path else "the list is empty"
+            raise OmniValidationError(
+                f"{self._source_name}: {where_empty}; nothing to send",
+                validation_errors={self._source_name: ["empty"]},
+            )
+        checks.raise_if_any()
         if key_error is not None:
             raise key_error
         entries.sort(key=_first)
         return SendPlan(key=key, label=bulk_label, fields=fields, entries=entries)
+
+    @property
+    def _source_name(self) -> str:
+        return "destinations_path" if self.destinations_path else "destinations"
+
+    def _destination_rows(self) -> tuple[Iterator[tuple[int, Any]], Callable[[int], str]]:
+        """The destinations as ``(position, item)``, streamed from the file or the list, and how a
+        position is named in messages."""
+        from airflow_provider_omni.operators._sources import DestinationFile, iter_rows
+
+        if self.destinations_path and self.destinations is not None:
+            raise OmniValidationError(
+                "destinations and destinations_path: give one of them, not both",
+                validation_errors={"destinations_path": ["given with destinations"]},
+            )
+        if self.destinations_path:
+            source = DestinationFile(
+                str(self.destinations_path),
+                column=self.destinations_column or None,
+                format=self.destinations_format or None,
+                conn_id=self.destinations_conn_id,
+            )
+            return iter_rows(source), _line_of_file
+        return enumerate(coerce_destinations(self.destinations)), _index_in_list
 
     def build_bulks(self, context: Context) -> list[Bulk]:
         """Return the requests a first try would make: every destination, in bulks (no I/O)."""
@@ -776,6 +853,26 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             map_index=map_index,
             resend_key=str(self.resend_key) if self.resend_key else None,
         )
+
+    def _max_in_flight(self) -> int:
+        value = self.max_in_flight
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
+            raise OmniValidationError(
+                f"max_in_flight: must be an integer from 1 to {MAX_IN_FLIGHT}, got {value!r}",
+                validation_errors={"max_in_flight": [f"1..{MAX_IN_FLIGHT}"]},
+            )
+        return value
+
+    def _messages_per_second(self) -> float | None:
+        value = self.max_messages_per_second
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise OmniValidationError(
+                f"max_messages_per_second: must be a number above 0 (or None for no limit), got {value!r}",
+                validation_errors={"max_messages_per_second": ["> 0"]},
+            )
+        return float(value)
 
     def _batch_size(self) -> int:
         size = self.batch_size
@@ -1012,21 +1109,28 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def _find_earlier_in_logs(self, plan: SendPlan, ledger: SendLedger) -> EarlierTries:
         """Without records, find in the logs which destinations earlier tries sent.
 
-        Earlier tries sent their bulks in message-id order, so what went out is a prefix of that
-        order: each planned bulk is looked up by its bulk id, and when that misses (the list changed
-        between tries), by its message ids; the first bulk with nothing found ends the search.
+        Earlier tries sent their bulks in message-id order, at most ``max_in_flight`` at once, so
+        what went out is a prefix of that order plus some of the ``max_in_flight - 1`` bulks after
+        it: each planned bulk is looked up by its bulk id, and when that misses (the list changed
+        between tries), by its message ids; ``max_in_flight`` bulks in a row with nothing found end
+        the search.
         """
         earlier = EarlierTries()
         whole: dict[str, list[OmniLog]] = {}  # bulks read by their own bulk id: every row of them
         partial: set[str] = set()  # bulks seen only through some of their message ids
+        misses = 0
         for bulk in self._bulks(plan, plan.entries, set()):
             rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
             if rows:
-                whole[bulk.bulk_id] = rows
+                whole[bulk.bulk_id], misses = rows, 0
                 continue
             rows = self._logs_by_message_ids(bulk.request.message_ids)
             if not rows:
-                break
+                misses += 1
+                if misses >= self._max_in_flight():  # past every bulk that can have been in flight
+                    break
+                continue
+            misses = 0
             partial |= {row.bulk_id for row in rows if row.bulk_id and row.message_id} - whole.keys()
         for bulk_id in sorted(partial):
             whole[bulk_id] = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE)
@@ -1052,27 +1156,88 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     # -- sending --------------------------------------------------------------------------------------
 
     def _send_pending(self, plan: SendPlan, pending: Sequence[Entry], ledger: SendLedger) -> None:
-        """Send the pending destinations bulk by bulk; stop at the first request left in doubt."""
-        bulks = self._bulks(plan, pending, ledger.used_bulk_ids())
-        count = -(-len(pending) // self._batch_size())
-        for bulk in bulks:
-            record = self._send_bulk(bulk, count, ledger)
-            resends = 0
-            while record.source == _UNCONFIRMED and resends < MAX_UNCONFIRMED_RESENDS:
-                resends += 1
-                self.log.warning("bulk %s: not confirmed; sending it again", record.bulk_id)
-                again = next(self._bulks(plan, _members_of(pending, bulk), ledger.used_bulk_ids()))
-                record = self._send_bulk(Bulk(bulk.number, again.request, again.members), count, ledger)
-            if record.source == _UNCONFIRMED:  # still unconfirmed after the resends: leave it in doubt
-                record.state, record.source = UNCERTAIN, "not confirmed after resending"
-                ledger.save(record)
-            if record.state == UNCERTAIN:
-                raise self._still_uncertain([record])
+        """Send the pending destinations, up to ``max_in_flight`` bulks at once, at the pace asked for.
 
-    def _send_bulk(self, bulk: Bulk, count: int, ledger: SendLedger) -> BulkRecord:
-        """POST one bulk, recorded before and after; an ambiguous failure is looked up in the logs."""
+        Every bulk is recorded before its POST and after its answer, in this thread; the POSTs (and
+        the look-ups of an ambiguous one in the logs) run in worker threads.  After the first bulk
+        left in doubt or refused, nothing new is sent: the bulks in flight are awaited and recorded,
+        then the task fails.
+        """
+        from airflow_provider_omni.pacing import SendPace
+
+        in_flight = self._max_in_flight()
+        self.hook.pace = SendPace(self._messages_per_second())
+        self.hook.prepare_for_threads()
+        run = _SendRun(
+            bulks=iter(self._bulks(plan, pending, ledger.used_bulk_ids())),
+            count=-(-len(pending) // self._batch_size()),
+            progress=_Progress(len(pending), self.log, float(self.progress_interval)),
+        )
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="omni-send") as pool:
+            while True:
+                while run.may_send and len(run.running) < in_flight:
+                    bulk = next(run.bulks, None)
+                    if bulk is None:
+                        break
+                    self._submit(pool, run, bulk, ledger, 0)
+                if not run.running:
+                    break
+                done, _ = wait(run.running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._settle_post(pool, run, future, plan, pending, ledger)
+        run.progress.finish()
+        if run.error is not None:
+            raise run.error
+        if run.uncertain:
+            raise self._still_uncertain(run.uncertain)
+
+    def _submit(
+        self, pool: ThreadPoolExecutor, run: _SendRun, bulk: Bulk, ledger: SendLedger, resends: int
+    ) -> None:
+        """Record ``bulk`` as being sent, then POST it in a worker thread."""
         record = ledger.begin(bulk.bulk_id, bulk.members)
         metrics.count_bulk_sent(bulk.size, metrics.task_tags(self))
+        run.running[pool.submit(self._post, bulk, record, run.count)] = (bulk, record, resends)
+
+    def _settle_post(
+        self,
+        pool: ThreadPoolExecutor,
+        run: _SendRun,
+        future: Future[None],
+        plan: SendPlan,
+        pending: Sequence[Entry],
+        ledger: SendLedger,
+    ) -> None:
+        """Record what one POST did; send it again when unconfirmed (``resend_unconfirmed``)."""
+        bulk, record, resends = run.running.pop(future)
+        error = future.exception()
+        if isinstance(error, OmniError):  # refused before processing: nothing of it went out
+            record.state, record.source = NOT_SENT, "refused before processing"
+            ledger.save(record)
+            run.error = run.error or error
+            return
+        if error is not None:  # unknown: the record stays "sending", the next try looks it up
+            run.error = run.error or error
+            return
+        if record.source == _UNCONFIRMED and resends < MAX_UNCONFIRMED_RESENDS and run.may_send:
+            ledger.save(record)
+            self.log.warning("bulk %s: not confirmed; sending it again", record.bulk_id)
+            again = next(self._bulks(plan, _members_of(pending, bulk), ledger.used_bulk_ids()))
+            self._submit(pool, run, Bulk(bulk.number, again.request, again.members), ledger, resends + 1)
+            return
+        if record.source == _UNCONFIRMED:  # still unconfirmed after the resends: leave it in doubt
+            record.state, record.source = UNCERTAIN, "not confirmed after resending"
+        ledger.save(record)
+        self._log_record(record, bulk.number, run.count)
+        self._count_taken(record)
+        if record.state == UNCERTAIN:
+            run.uncertain.append(record)
+        elif record.state == ACCEPTED:
+            run.progress.add(record.size)
+
+    def _post(self, bulk: Bulk, record: BulkRecord, count: int) -> None:
+        """POST one bulk (in a worker thread) and fill ``record`` from the answer; an ambiguous
+        failure is looked up in the logs.  Raises the OmniError of a request refused before processing."""
         try:
             acceptance = self.hook.send_advanced_bulk(bulk.request)
         except OmniSendUncertainError as err:
@@ -1085,16 +1250,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 err,
             )
             self._confirm(record)
-        except OmniError:
-            record.state, record.source = NOT_SENT, "refused before processing"
-            ledger.save(record)
-            raise
         else:
             self._accept_from_answer(record, bulk, acceptance)
-        ledger.save(record)
-        self._log_record(record, bulk.number, count)
-        self._count_taken(record)
-        return record
 
     def _count_taken(self, record: BulkRecord) -> None:
         """Count the accepted and refused destinations of a bulk once Infobip is known to have taken it."""
@@ -1218,6 +1375,74 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
 
 _UNCONFIRMED = "not confirmed in the logs (resend_unconfirmed)"
+
+
+@dataclass
+class _SendRun:
+    """The state of one try's sending loop (kept by the task's own thread only)."""
+
+    bulks: Iterator[Bulk]
+    count: int
+    progress: _Progress
+    #: future -> (bulk, its record, times it was sent again)
+    running: dict[Future[None], tuple[Bulk, BulkRecord, int]] = field(default_factory=dict)
+    #: the first error of a POST: nothing new is sent after it
+    error: BaseException | None = None
+    uncertain: list[BulkRecord] = field(default_factory=list)
+
+    @property
+    def may_send(self) -> bool:
+        return self.error is None and not self.uncertain
+
+
+class _Progress:
+    """Log how far a send got every ``interval`` seconds: sent / total, rate, and the time left."""
+
+    def __init__(self, total: int, log: Any, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.total, self.log, self.interval, self._clock = total, log, interval, clock
+        self.sent = 0
+        self._started = self._last = clock()
+
+    def add(self, destinations: int) -> None:
+        """Count ``destinations`` as taken; log a line when ``interval`` passed since the last one."""
+        self.sent += destinations
+        now = self._clock()
+        if self.interval > 0 and now - self._last >= self.interval and self.sent < self.total:
+            self._last = now
+            self.log.info("Progress: %s", self.line(now))
+
+    def line(self, now: float) -> str:
+        """``12,000 of 100,000 destinations sent (12.0%), 2,400/s, about 37 s left``."""
+        elapsed = max(now - self._started, 1e-9)
+        rate = self.sent / elapsed
+        left = (self.total - self.sent) / rate if rate > 0 else float("inf")
+        share = 100.0 * self.sent / self.total if self.total else 100.0
+        eta = f"about {_duration(left)} left" if self.sent < self.total else f"in {_duration(elapsed)}"
+        return f"{self.sent:,} of {self.total:,} destinations sent ({share:.1f}%), {rate:,.0f}/s, {eta}"
+
+    def finish(self) -> None:
+        """Log the last line of a send that took longer than one interval."""
+        now = self._clock()
+        if self.interval > 0 and now - self._started >= self.interval:
+            self.log.info("Progress: %s", self.line(now))
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "an unknown time"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _line_of_file(line: int) -> str:
+    return f"destinations_path line {line}"
+
+
+def _index_in_list(position: int) -> str:
+    return f"destinations[{position}]"
 
 
 def _first(entry: Entry) -> str:

@@ -51,6 +51,15 @@ default 0; ``OmniSandbox(logs_lag=12)``, ``--logs-lag 12``, config file, ``POST 
 {"logs_lag": 12}``) a message shows in the logs only that long after the request that accepted it,
 whatever the time scale and clock jumps.  Reports are not delayed.
 
+Request latency, for benchmarks: ``request_latency`` (REAL seconds, default 0, at most 60) is
+added to every OMNI request before its answer (not the admin and token routes), and
+``latency_per_destination`` (real seconds) more per destination of a ``POST /omni/1/advanced``
+(``--latency 0.15 --latency-per-destination 0.00005``: about a real round trip over a WAN).
+Concurrent requests wait side by side; a reset drops those still waiting.  ``sb.admin.sends()``
+(``GET /_sandbox/sends``) lists each answered send since the last reset: ``received`` and
+``answered`` (epoch seconds), ``bulk_id``, ``destinations``, ``status``; ``stats()["max_in_flight"]``
+gives the most requests of each endpoint served at the same time.
+
 Faults (``sb.admin.add_fault`` / ``POST /_sandbox/faults`` / ``--fault``): 4xx/5xx answers (429
 with ``Retry-After``), latency, dropped connections, by endpoint, for the next N calls or at a
 seeded rate, and "process then fail" (the send IS accepted, the answer fails), the ambiguous
@@ -72,7 +81,7 @@ nothing is accepted.  A send that fails on its own (400, 401) keeps its real err
     sb.admin.add_fault(endpoint="advanced", answer="empty", process=True, times=1)
     # omni-sandbox --fault 'endpoint=advanced,answer=empty,process=true'
 
-Admin API (``/_sandbox/``: stats, config, personas, faults, clock, reset, requests): it exposes
+Admin API (``/_sandbox/``: stats, config, personas, faults, clock, reset, requests, sends): it exposes
 phone numbers and the API key.  With an admin token (``OmniSandbox(admin_token=...)``,
 ``--admin-token``, ``admin_token`` in the config file, or ``$OMNI_SANDBOX_ADMIN_TOKEN``) every
 admin route but ``/_sandbox/health`` needs ``Authorization: Bearer <token>`` (or

@@ -33,9 +33,16 @@ logs lag: --logs-lag SECONDS makes a message appear in GET /omni/1/logs only SEC
 after the request that accepted it (whatever the time scale), as Infobip's logs are not
 guaranteed to be immediate. Reports are not delayed.
 
-admin API (/_sandbox/: stats, config, personas, faults, clock/advance, reset, requests): it shows
-phone numbers and the API key. With an admin token (--admin-token, 'admin_token' in --config, or
-$OMNI_SANDBOX_ADMIN_TOKEN) every admin route but /_sandbox/health needs the header
+latency: --latency SECONDS adds real seconds to every OMNI request before it is answered (not the
+admin and token routes), and --latency-per-destination SECONDS adds that much more per destination
+of a POST /omni/1/advanced. Concurrent requests wait side by side. '--latency 0.15
+--latency-per-destination 0.00005': about a real Infobip round trip over a WAN (a bulk of 1000
+waits 0.2 s). GET /_sandbox/sends lists each send's received and answered times, bulkId,
+destinations and status; /_sandbox/stats shows max_in_flight per endpoint.
+
+admin API (/_sandbox/: stats, config, personas, faults, clock/advance, reset, requests, sends):
+it shows phone numbers and the API key. With an admin token (--admin-token, 'admin_token' in
+--config, or $OMNI_SANDBOX_ADMIN_TOKEN) every admin route but /_sandbox/health needs the header
 'Authorization: Bearer <token>' (or 'X-Sandbox-Token: <token>'), else 401. A --host other than
 loopback (127.0.0.0/8, ::1, localhost) REQUIRES a token: without one the command refuses to start
 (exit code 2). Prefer the environment variable: a command-line argument is visible to other users.
@@ -98,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="real seconds before an accepted message shows in GET /omni/1/logs (default 0)",
     )
     parser.add_argument(
+        "--latency",
+        type=finite_float,
+        default=None,
+        metavar="SECONDS",
+        help="real seconds added to every OMNI request before its answer (default 0, at most 60); "
+        "'--latency 0.15 --latency-per-destination 0.00005': about a real Infobip round trip over a WAN",
+    )
+    parser.add_argument(
+        "--latency-per-destination",
+        type=finite_float,
+        default=None,
+        metavar="SECONDS",
+        help="real seconds more per destination of a POST /omni/1/advanced (default 0)",
+    )
+    parser.add_argument(
         "--config",
         default=None,
         help="JSON or YAML file of settings, personas, faults and admin_token",
@@ -143,6 +165,10 @@ def _sandbox(args: argparse.Namespace) -> OmniSandbox:
         values["report_style"] = args.report_style
     if args.logs_lag is not None:
         values["logs_lag"] = args.logs_lag
+    if args.latency is not None:
+        values["request_latency"] = args.latency
+    if args.latency_per_destination is not None:
+        values["latency_per_destination"] = args.latency_per_destination
     faults = [parse_fault_spec(spec) for spec in args.fault]
     return OmniSandbox(
         api_key=args.api_key or values.pop("api_key", "sandbox-key"),

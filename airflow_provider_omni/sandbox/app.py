@@ -1,18 +1,21 @@
 """The sandbox's HTTP layer: a FastAPI app for the OMNI and admin routes, wrapped in a small ASGI
 middleware that checks the admin token, counts requests, injects faults (status, latency, dropped
-connections, "process then fail", wrong 2xx answers) and checks authentication the way Infobip
-does."""
+connections, "process then fail", wrong 2xx answers), checks authentication the way Infobip
+does, delays answers by the configured request latency and records the sends."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import inspect
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -70,6 +73,8 @@ ADMIN_UNAUTHORIZED_BODY = error_body(
 MAX_JSON_DEPTH = 64
 #: Scope key that makes the send route compute its answer without accepting anything.
 DRY_RUN = "omni_sandbox.dry_run"
+#: Scope key of the request's :class:`Exchange`, which the send route fills in.
+EXCHANGE = "omni_sandbox.exchange"
 _JSON = b"application/json"
 _HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Service maintenance</title></head>\n"
@@ -96,8 +101,21 @@ def endpoint_of(method: str, path: str) -> str | None:
 # -- the middleware --------------------------------------------------------------------------------
 
 
+@dataclass
+class Exchange:
+    """One OMNI request being served: when and in which generation it arrived, and what the send
+    route learnt of it (for the request latency and :meth:`~.state.SandboxState.sends`)."""
+
+    endpoint: str
+    received: float
+    generation: int
+    destinations: int = 0
+    bulk_id: str | None = None
+    dropped: bool = False
+
+
 class SandboxMiddleware:
-    """Admin token, counting, faults and auth around the FastAPI app.
+    """Admin token, counting, faults, auth, request latency and send records around the FastAPI app.
 
     :param app: the FastAPI app.
     :param state: the sandbox state.
@@ -122,6 +140,14 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         self.state.count_request(endpoint)
+        with self.state.serving(endpoint) as generation:
+            exchange = Exchange(endpoint, time.time(), generation)
+            if endpoint != "token":
+                send = self._answering(send, exchange)
+            await self._serve(endpoint, {**scope, EXCHANGE: exchange}, receive, send)
+
+    async def _serve(self, endpoint: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve an OMNI or token request: faults, then authentication, then the app."""
         fault = self.state.pick_fault(endpoint)
         if fault is None:
             if self._authenticated(scope, endpoint):
@@ -152,6 +178,43 @@ class SandboxMiddleware:
             await self._process_then_fail(fault, endpoint, scope, receive, send)
         else:
             await self.app(scope, receive, self._counting(send, endpoint))
+
+    def _answering(self, send: Send, exchange: Exchange) -> Send:
+        """Wrap ``send``: hold the answer for the request latency (a reset meanwhile drops the
+        connection), then record it when it is a send's."""
+
+        @functools.wraps(send)
+        async def answering_send(message: Message) -> None:
+            if exchange.dropped:
+                return
+            if message["type"] == "http.response.start":
+                delay = self._latency(exchange)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if exchange.generation != self.state.generation:  # reset while waiting: forget it
+                        exchange.dropped = True
+                        await drop_connection(send)
+                        return
+                if exchange.endpoint == "advanced":
+                    self._record_send(exchange, int(message["status"]))
+            await send(message)
+
+        return answering_send
+
+    def _latency(self, exchange: Exchange) -> float:
+        """Return the real seconds to hold the answer to ``exchange``."""
+        config = self.state.config
+        return config.request_latency + config.latency_per_destination * exchange.destinations
+
+    def _record_send(self, exchange: Exchange, status: int) -> None:
+        self.state.record_send(
+            exchange.generation,
+            received=exchange.received,
+            answered=time.time(),
+            bulk_id=exchange.bulk_id,
+            destinations=exchange.destinations,
+            status=status,
+        )
 
     def _counting(self, send: Send, endpoint: str) -> Send:
         async def counting_send(message: Message) -> None:
@@ -319,8 +382,10 @@ async def drop_connection(send: Send) -> None:
 
     uvicorn's ``send`` is a bound method of its request cycle, which holds the transport: closing
     it makes the client see the connection end with no response (``ConnectionError`` in requests).
-    Elsewhere, start a response and raise, which makes the server abort the connection.
+    Elsewhere, start a response and raise, which makes the server abort the connection.  A wrapped
+    ``send`` (``__wrapped__``) is unwrapped first.
     """
+    send = inspect.unwrap(send)
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     if transport is not None and hasattr(transport, "close"):
         transport.close()
@@ -437,6 +502,12 @@ async def _json_body(request: Request) -> Any:
         raise bad_request("request", f"malformed JSON: {exc}") from None
 
 
+def _destination_count(body: Any) -> int:
+    """Return how many destinations a (parsed, not yet validated) send body lists."""
+    destinations = body.get("destinations") if isinstance(body, dict) else None
+    return len(destinations) if isinstance(destinations, list) else 0
+
+
 def _answer(status: int, body: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -532,8 +603,16 @@ def _add_omni_routes(api: FastAPI, state: SandboxState) -> None:
     @api.post("/omni/1/advanced")
     async def send_advanced(request: Request) -> Response:
         async def handle() -> Any:
+            # no limit by default (Infobip publishes none for sends); rate_limits.advanced sets one
+            state.check_rate_limit("advanced")
             body = await _json_body(request)
-            return state.send_advanced(body, accept=not request.scope.get(DRY_RUN, False))
+            exchange = request.scope.get(EXCHANGE)
+            if isinstance(exchange, Exchange):
+                exchange.destinations = _destination_count(body)
+            answer = state.send_advanced(body, accept=not request.scope.get(DRY_RUN, False))
+            if isinstance(exchange, Exchange):
+                exchange.bulk_id = answer.get("bulkId")
+            return answer
 
         return await _guarded(handle)
 
@@ -688,6 +767,10 @@ def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
     @api.get("/_sandbox/requests")
     async def recent_requests() -> Response:
         return await admin(lambda: {"requests": state.recent_requests()})
+
+    @api.get("/_sandbox/sends")
+    async def sends() -> Response:
+        return await admin(lambda: {"sends": state.sends()})
 
 
 def _clock_body(state: SandboxState) -> dict[str, Any]:

@@ -106,7 +106,8 @@ class SandboxAdminClient:
     def stats(self) -> dict[str, Any]:
         """Return what the sandbox received: ``requests`` per endpoint, ``destinations``,
         ``distinct_message_ids``, ``duplicate_message_ids`` ({id: count}), ``bulks`` ({bulkId: size}),
-        ``responses`` ({"endpoint status": n}), ``faults_fired``, ``rate_limited``, ..."""
+        ``responses`` ({"endpoint status": n}), ``faults_fired``, ``rate_limited``, ``max_in_flight``
+        ({endpoint: most requests served at the same time}), ..."""
         return self._call("GET", "stats")
 
     def reset(self, keep_config: bool = False) -> None:
@@ -169,8 +170,10 @@ class SandboxAdminClient:
         ``fallback_new_message_id``, ``intermediate``), ``personas`` ({number or last digit:
         persona}), ``rate_limits`` (bool or {endpoint: [count, window_s]}), ``rate_limit_window_scale``,
         ``log_retention_hours``, ``logs_lag`` (real seconds before a message shows in the logs),
-        ``default_validity``, ``prices``, ``delivery_delay``, ``reject_duplicate_message_ids``,
-        ``token_ttl``, ``api_key``, ... Every number must be finite. Return the configuration."""
+        ``request_latency`` (real seconds added to every OMNI request), ``latency_per_destination``
+        (real seconds more per destination of a send), ``default_validity``, ``prices``,
+        ``delivery_delay``, ``reject_duplicate_message_ids``, ``token_ttl``, ``api_key``, ... Every
+        number must be finite. Return the configuration."""
         return self._call("POST", "config", settings)
 
     def config(self) -> dict[str, Any]:
@@ -196,6 +199,12 @@ class SandboxAdminClient:
     def requests(self) -> list[dict[str, Any]]:
         """Return the last (at most 100) accepted ``POST /omni/1/advanced`` bodies."""
         return self._call("GET", "requests")["requests"]
+
+    def sends(self) -> list[dict[str, Any]]:
+        """Return every answered ``POST /omni/1/advanced`` since the last reset (at most the last
+        20,000), oldest first: ``{"received", "answered"`` (epoch seconds), ``"bulk_id",
+        "destinations", "status"}``, to measure the concurrency and pace of sends."""
+        return self._call("GET", "sends")["sends"]
 
 
 class OmniSandbox:

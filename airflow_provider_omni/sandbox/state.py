@@ -9,6 +9,7 @@ All public methods are thread-safe (one lock); the HTTP layer (:mod:`.app`) only
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -300,6 +301,12 @@ MAX_TIME_SCALE = 1_000_000.0
 MAX_SIMULATED_SPAN = 10 * 365 * 86400.0
 #: Longest ``logs_lag`` and fault ``latency``: a day of real time.
 MAX_REAL_WAIT = 86400.0
+#: Longest ``request_latency``, in real seconds; ``latency_per_destination`` is at most this over
+#: the largest bulk (1000 destinations): a full bulk waits at most a minute more.
+MAX_REQUEST_LATENCY = 60.0
+MAX_LATENCY_PER_DESTINATION = MAX_REQUEST_LATENCY / 1000
+#: How many answered sends :meth:`SandboxState.sends` keeps (the last ones).
+MAX_SEND_RECORDS = 20_000
 
 
 @dataclass
@@ -335,6 +342,10 @@ class SandboxConfig:
     reject_duplicate_message_ids: bool = False
     #: Real seconds after its acceptance before a message shows in ``GET /omni/1/logs``.
     logs_lag: float = 0.0
+    #: Real seconds added to every OMNI request (not the admin and token routes) before its answer.
+    request_latency: float = 0.0
+    #: Real seconds added per destination of a ``POST /omni/1/advanced``, on top of ``request_latency``.
+    latency_per_destination: float = 0.0
 
     def __post_init__(self) -> None:
         self.update({name: getattr(self, name) for name in _CHECKED_ON_INIT})
@@ -489,6 +500,8 @@ class SandboxConfig:
             "delivery_delay": list(self.delivery_delay),
             "reject_duplicate_message_ids": self.reject_duplicate_message_ids,
             "logs_lag": self.logs_lag,
+            "request_latency": self.request_latency,
+            "latency_per_destination": self.latency_per_destination,
             "token_ttl": self.token_ttl,
             "username": self.username,
             "client_id": self.client_id,
@@ -540,6 +553,10 @@ _SCALARS: dict[str, Callable[[Any, str], Any]] = {
     "log_retention_hours": functools.partial(finite_number, minimum=0, maximum=MAX_SIMULATED_SPAN / 3600),
     "max_logs": functools.partial(whole_number, minimum=1),
     "logs_lag": functools.partial(finite_number, minimum=0, maximum=MAX_REAL_WAIT),
+    "request_latency": functools.partial(finite_number, minimum=0, maximum=MAX_REQUEST_LATENCY),
+    "latency_per_destination": functools.partial(
+        finite_number, minimum=0, maximum=MAX_LATENCY_PER_DESTINATION
+    ),
     "reject_duplicate_message_ids": flag,
     "rate_limits_enabled": flag,
 }
@@ -552,6 +569,8 @@ _CHECKED_ON_INIT = (
     "log_retention_hours",
     "max_logs",
     "logs_lag",
+    "request_latency",
+    "latency_per_destination",
     "rate_limits",
     "default_validity",
     "prices",
@@ -825,6 +844,9 @@ class SandboxState:
         self._bulk_sizes: dict[str, int] = {}
         self._reports_handed_out = 0
         self._recent_requests: deque[dict[str, Any]] = deque(maxlen=100)
+        self._in_flight: Counter[str] = Counter()
+        self._max_in_flight: Counter[str] = Counter()
+        self._sends: deque[dict[str, Any]] = deque(maxlen=MAX_SEND_RECORDS)
 
     def reset(self, keep_config: bool = False) -> None:
         """Forget everything (scenarios, messages, stats, faults, tokens); restore the initial
@@ -910,6 +932,44 @@ class SandboxState:
         """Count one answer (``endpoint status``)."""
         with self._lock:
             self._responses[f"{endpoint} {status}"] += 1
+
+    @contextlib.contextmanager
+    def serving(self, endpoint: str) -> Iterator[int]:
+        """Count a request of ``endpoint`` as in flight while the block runs (``max_in_flight``);
+        yield the generation it arrived in.  One that ends after a reset is not counted down."""
+        with self._lock:
+            generation = self.generation
+            self._in_flight[endpoint] += 1
+            self._max_in_flight[endpoint] = max(self._max_in_flight[endpoint], self._in_flight[endpoint])
+        try:
+            yield generation
+        finally:
+            with self._lock:
+                if generation == self.generation:
+                    self._in_flight[endpoint] -= 1
+
+    def record_send(
+        self,
+        generation: int,
+        *,
+        received: float,
+        answered: float,
+        bulk_id: str | None,
+        destinations: int,
+        status: int,
+    ) -> None:
+        """Keep the record of an answered ``POST /omni/1/advanced`` (see :meth:`sends`), unless the
+        sandbox was reset since it arrived in ``generation``."""
+        record = {
+            "received": received,
+            "answered": answered,
+            "bulk_id": bulk_id,
+            "destinations": destinations,
+            "status": status,
+        }
+        with self._lock:
+            if generation == self.generation:
+                self._sends.append(record)
 
     def add_fault(self, **kwargs: Any) -> dict[str, Any]:
         """Add a :class:`Fault` (keyword arguments as its fields); return it as JSON.
@@ -1493,6 +1553,7 @@ class SandboxState:
                 "duplicate_message_ids": dict(self._duplicates),
                 "bulks": dict(self._bulk_sizes),
                 "reports_handed_out": self._reports_handed_out,
+                "max_in_flight": dict(self._max_in_flight),
                 "messages_with_pending_reports": len(self._pending),
                 "messages_logged": len(self._messages),
                 "scenarios": len(self._scenarios),
@@ -1504,6 +1565,13 @@ class SandboxState:
         """Return the bodies of the last (at most 100) accepted ``POST /omni/1/advanced`` requests."""
         with self._lock:
             return list(self._recent_requests)
+
+    def sends(self) -> list[dict[str, Any]]:
+        """Return the answered ``POST /omni/1/advanced`` since the last reset (at most the last
+        :data:`MAX_SEND_RECORDS`), oldest first: ``received`` and ``answered`` (epoch seconds, real
+        time), ``bulk_id``, ``destinations`` and ``status``."""
+        with self._lock:
+            return list(self._sends)
 
 
 _REJECTED_DESTINATION: dict[str, Any] = {
