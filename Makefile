@@ -45,6 +45,7 @@ sandbox: venv
 	$(BIN)/omni-sandbox --port 8099 --time-scale 60
 
 bench: venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install -q -c constraints.txt -e ".[test,bench]"
 	$(BIN)/python -m bench.run
 
 clean:

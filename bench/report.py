@@ -57,6 +57,8 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     charts: list[str] = field(default_factory=list)
+    #: ``(alt text, path relative to BENCHMARKS.md)`` of plots written as image files.
+    images: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -73,6 +75,8 @@ class Section:
             out += [f"_Measured on: {machine_line}._", ""]
         for chart in self.charts:
             out += ["```", chart.rstrip(), "```", ""]
+        for alt, path in self.images:
+            out += [f"![{alt}]({path})", ""]
         if self.targets:
             targets = Table("Targets", ["Target", "Measured", "Result"])
             for t in self.targets:

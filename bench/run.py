@@ -7,9 +7,10 @@ import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import parse_cost, send, sizes, wait
+from bench import large, parse_cost, send, sizes, wait
 from bench.common import REPO, cleanup_workdir, has_module, machine, workdir
 from bench.report import Section, write_markdown
 
@@ -21,6 +22,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], Section]] = {
     "wait": lambda a: wait.run(a.quick, a.wait_seconds),
     "parse": lambda a: parse_cost.run(a.quick),
     "sizes": lambda a: sizes.run(a.quick),
+    "large": lambda a: large.run(a.quick, Path(a.out).resolve().parent),
 }
 
 
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     info.notes.append(
         "Plots: matplotlib is "
         + (
-            "installed but not used (ASCII charts keep the report text-only)"
+            f"installed: section 5's plot is a PNG (`{large.PLOT}`, next to this file), the other charts "
+            "are ASCII"
             if has_module("matplotlib")
             else "not installed, so the charts are ASCII"
         )
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         + " but not needed)."
     )
     workdir()  # made once, before any thread
-    keys = args.only or ["send", "wait", "parse", "sizes"]
+    keys = args.only or ["send", "wait", "parse", "sizes", "large"]
     if args.quick:
         # a smoke run: the sections (each with its own sandbox) run side by side to stay short
         with ThreadPoolExecutor(max_workers=len(keys)) as pool:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sections = [_run_section(key, args) for key in keys]
     failed = any(s.error for s in sections)
-    order = {"send": 1, "wait": 2, "parse": 3, "sizes": 4}
+    order = {"send": 1, "wait": 2, "parse": 3, "sizes": 4, "large": 5}
     sections.sort(key=lambda s: order.get(s.key, 9))
     write_markdown(args.out, info, sections, quick=args.quick, seconds=time.perf_counter() - started)
     cleanup_workdir()

@@ -13,7 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # bench/ is a top-level package of the repository, not installed
     sys.path.insert(0, str(REPO))
 
+from bench.large import PLOT, pace_of  # noqa: E402
 from bench.report import Section, Table, Target, ascii_chart  # noqa: E402
+
+LARGE = "5. Large sends: bulks in flight and the account's pace"
 
 
 def _table(text: str, caption_start: str) -> tuple[list[str], list[list[str]]]:
@@ -29,7 +32,7 @@ def _table(text: str, caption_start: str) -> tuple[list[str], list[list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+def quick_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
@@ -40,7 +43,12 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out.read_text()
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_report(quick_out: Path) -> str:
+    return quick_out.read_text()
 
 
 @pytest.mark.bench
@@ -50,6 +58,7 @@ def test_quick_run_writes_every_section(quick_report: str) -> None:
         "2. Waiting for delivery",
         "3. DAG parse cost",
         "4. Size at scale",
+        LARGE,
     ):
         assert f"## {title}" in quick_report
     assert "This section failed" not in quick_report
@@ -93,6 +102,93 @@ def test_parse_and_size_tables(quick_report: str) -> None:
     columns, rows = _table(quick_report, "Bytes of what Airflow stores")
     assert columns[:5] == ["N", "Bulks", "Send XCom (JSON)", "Trigger kwargs (JSON)", "Sensor summary (JSON)"]
     assert rows and rows[0][0] == "50" and rows[0][5] == "50"  # 50 reports ingested
+
+
+IN_FLIGHT_COLUMNS = [
+    "N",
+    "max_in_flight",
+    "Wall",
+    "Speed-up vs max_in_flight=1",
+    "Client CPU",
+    "Peak RSS growth",
+    "HTTP requests",
+    "Sandbox max in flight",
+]
+
+
+@pytest.mark.bench
+def test_large_in_flight_tables_compare_with_sequential(quick_report: str) -> None:
+    columns, rows = _table(quick_report, "Bulks in flight against a realistic latency")
+    assert columns == IN_FLIGHT_COLUMNS
+    assert [row[1] for row in rows] == ["1", "2", "4", "8"]
+    assert all(row[0] == "2,000" for row in rows)
+    assert rows[0][3] == "1.00x"  # the baseline, max_in_flight=1
+    assert all(row[6] == "10" for row in rows)  # quick: 2,000 destinations in bulks of 200
+    # the sandbox never saw more sends at once than the operator allowed, and max_in_flight=1 sent one by one
+    assert all(1 <= int(row[7]) <= int(row[1]) for row in rows)
+    assert rows[0][7] == "1"
+    columns, rows = _table(quick_report, "The same sends with the latency off")
+    assert columns == IN_FLIGHT_COLUMNS
+    assert [row[1] for row in rows] == ["1", "4"]
+    assert all(row[6] == "10" for row in rows)
+
+
+@pytest.mark.bench
+def test_large_pace_and_429_tables(quick_report: str) -> None:
+    columns, rows = _table(quick_report, "The account's pace")
+    assert columns[:5] == ["max_messages_per_second", "N", "Bulk size", "max_in_flight", "Bulks received"]
+    assert {"Measured rate", "Off by", "Destinations per whole second (min / max)"} <= set(columns)
+    assert rows == [rows[0]] and rows[0][:5] == ["2,000", "6,000", "200", "4", "30"]
+    assert re.fullmatch(r"[\d,.]+ /s over [\d.]+ s", rows[0][columns.index("Measured rate")])
+    columns, rows = _table(quick_report, "Shared 429 backoff")
+    assert columns == [
+        "N",
+        "Bulks",
+        "max_in_flight",
+        "HTTP requests",
+        "429 answers",
+        "Wall",
+        "Destinations received",
+        "Duplicate message ids",
+        "Every destination once",
+    ]
+    row = rows[0]
+    assert row[:3] == ["300", "30", "8"]
+    # 30 sends in a few seconds against 10 a second: some 429s, each retried; exactly once all the same
+    assert int(row[4]) > 0 and int(row[3]) == 30 + int(row[4])
+    assert row[6:] == ["300", "0", "yes"]
+
+
+@pytest.mark.bench
+def test_large_targets_and_plot(quick_report: str, quick_out: Path) -> None:
+    _, rows = _table(quick_report, "Summary of the targets")
+    large = {row[1]: row[3] for row in rows if row[0] == LARGE}
+    assert len(large) == 3
+    assert all(verdict in ("**PASS**", "**FAIL**") for verdict in large.values())
+    names = list(large)
+    assert names[0].startswith("At 2,000 destinations with the latency on, the default max_in_flight (4)")
+    assert "(quick:" in names[0] and "(quick:" in names[1]
+    assert names[1].startswith("Within 5% of max_messages_per_second")
+    assert names[2] == "Every destination accepted once under 429s"
+    section = quick_report.split(f"## {LARGE}", 1)[1]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "Wall time vs max_in_flight" in section and "```" in section  # the ASCII fallback
+    else:
+        assert f"]({PLOT})" in section
+        assert (quick_out.parent / PLOT).read_bytes().startswith(b"\x89PNG")
+
+
+def test_pace_of_measures_the_rate_between_arrivals() -> None:
+    # 13 bulks of 500, one every 0.25 s (2,000 a second), plus a 429 that carried nothing
+    sends = [{"received": 100 + i * 0.25, "destinations": 500, "status": 200} for i in range(13)]
+    sends.append({"received": 100.1, "destinations": 0, "status": 429})
+    pace = pace_of(sends)
+    assert pace["rate"] == pytest.approx(2000.0)
+    assert pace["span"] == pytest.approx(3.0) and pace["bulks"] == 13
+    assert pace["seconds"] == 3 and pace["sec_min"] == pace["sec_max"] == 2000
+    assert pace_of(sends[:1])["bulks"] == 1
 
 
 @pytest.mark.bench
