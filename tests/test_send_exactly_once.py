@@ -21,7 +21,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from airflow_provider_omni.exceptions import OmniSendUncertainError, OmniValidationError
+from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import is_refused_at_send
 from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
@@ -361,6 +361,24 @@ def test_not_in_the_logs_is_not_proof_the_task_fails_and_the_retry_settles_it(
     assert omni_sandbox.admin.stats()["requests"]["advanced"] == 1  # stopped at the bulk in doubt
     assert err.value.bulk_id in str(err.value)
     result = make_operator(scenario_key, uncertain_horizon=0).execute(context(2, store))
+    assert_each_received_once(omni_sandbox, numbers(TOTAL))
+    assert result["accepted"] == TOTAL
+
+
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_a_bulk_in_doubt_whose_logs_cannot_be_read_is_never_taken_for_not_sent(
+    omni_sandbox: Any, scenario_key: str, in_flight: int
+) -> None:
+    """The POST was processed, its answer lost, and then the logs refused us (403): the bulk may have
+    gone out, so the retry must look it up, never send it blindly."""
+    store = FakeStore()
+    omni_sandbox.admin.add_fault(endpoint="advanced", times=1, status=500, process=True)
+    omni_sandbox.admin.add_fault(endpoint="logs", times=1, status=403)
+
+    with pytest.raises(OmniError):
+        make_operator(scenario_key, max_in_flight=in_flight).execute(context(1, store))
+
+    result = make_operator(scenario_key, max_in_flight=in_flight).execute(context(2, store))
     assert_each_received_once(omni_sandbox, numbers(TOTAL))
     assert result["accepted"] == TOTAL
 

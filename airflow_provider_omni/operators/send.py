@@ -1211,6 +1211,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         """Record what one POST did; send it again when unconfirmed (``resend_unconfirmed``)."""
         bulk, record, resends = run.running.pop(future)
         error = future.exception()
+        if isinstance(error, _LookUpFailed):  # sent ambiguously, then the logs could not be read
+            run.error = run.error or error.error  # the record stays "sending": the next try looks it up
+            return
         if isinstance(error, OmniError):  # refused before processing: nothing of it went out
             record.state, record.source = NOT_SENT, "refused before processing"
             ledger.save(record)
@@ -1249,7 +1252,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                 bulk.bulk_id,
                 err,
             )
-            self._confirm(record)
+            try:
+                self._confirm(record)
+            except Exception as lookup_error:  # not a refusal of the POST: it may have gone out
+                raise _LookUpFailed(lookup_error) from lookup_error
         else:
             self._accept_from_answer(record, bulk, acceptance)
 
@@ -1375,6 +1381,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
 
 _UNCONFIRMED = "not confirmed in the logs (resend_unconfirmed)"
+
+
+class _LookUpFailed(Exception):
+    """The logs could not be read after a POST failed ambiguously: the bulk may have gone out."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
