@@ -52,9 +52,8 @@ class SendPace:
         self._next_start = 0.0
         self._resume_at = 0.0
         self._streak = 0
-        #: 429 answers seen by the send, and seconds spent paused because of them (by any thread).
+        #: 429 answers seen by the send (by any thread).
         self.throttled = 0
-        self.paused_seconds = 0.0
 
     def wait_turn(self, messages: int) -> float:
         """Block until a request of ``messages`` destinations may go out; return the seconds waited."""
@@ -93,11 +92,8 @@ class SendPace:
                 pause = jittered_backoff(self._streak, base=THROTTLE_BASE, cap=THROTTLE_MAX)
             self._streak += 1
             self.throttled += 1
-            now = self._clock()
-            resume = now + pause
-            if resume > self._resume_at:
-                self.paused_seconds += resume - max(now, self._resume_at)
-                self._resume_at = resume
+            resume = self._clock() + pause
+            self._resume_at = max(self._resume_at, resume)
             if self.rate is not None:
                 self._next_start = max(self._next_start, resume)
             return pause

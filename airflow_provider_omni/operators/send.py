@@ -855,13 +855,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         )
 
     def _max_in_flight(self) -> int:
-        value = self.max_in_flight
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
-            raise OmniValidationError(
-                f"max_in_flight: must be an integer from 1 to {MAX_IN_FLIGHT}, got {value!r}",
-                validation_errors={"max_in_flight": [f"1..{MAX_IN_FLIGHT}"]},
-            )
-        return value
+        return _whole_number_in("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT)
 
     def _messages_per_second(self) -> float | None:
         value = self.max_messages_per_second
@@ -875,13 +869,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         return float(value)
 
     def _batch_size(self) -> int:
-        size = self.batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
-            raise OmniValidationError(
-                f"batch_size: must be an integer from 1 to {MAX_BATCH_SIZE}, got {size!r}",
-                validation_errors={"batch_size": [f"1..{MAX_BATCH_SIZE}"]},
-            )
-        return size
+        return _whole_number_in("batch_size", self.batch_size, MAX_BATCH_SIZE)
 
     def _request_fields(self, longest_bulk_id: str) -> dict[str, Any]:
         """Validate the request-wide fields once, as an OmniAdvancedRequest to a stand-in destination."""
@@ -1449,6 +1437,16 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _whole_number_in(name: str, value: Any, highest: int) -> int:
+    """``value`` if it is an int from 1 to ``highest``; else an OmniValidationError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
+        raise OmniValidationError(
+            f"{name}: must be an integer from 1 to {highest}, got {value!r}",
+            validation_errors={name: [f"1..{highest}"]},
+        )
+    return value
 
 
 def _line_of_file(line: int) -> str:
