@@ -562,14 +562,14 @@ def is_refused_at_send(status: Mapping[str, Any] | Status | None) -> bool:
     return group_id == _REFUSED_GROUP_ID
 
 
-def _id_or_refused(message: SendMessageShape | None) -> SendMessageShape | None:
+def _id_or_refused(message: SendMessageShape | None) -> SendMessageShape | str | None:
     """Keep a refused entry whole; of the others only the message id (they are counted, not kept)."""
     if not message:
         return None
     if is_refused_at_send(message.get("status")):
         return message
     message_id = message.get("messageId")
-    return {"messageId": message_id} if message_id else None
+    return str(message_id) if message_id else None
 
 
 class _SendAnswerShape(TypedDict, total=False):
@@ -662,13 +662,15 @@ class BulkAcceptance:
         """Parse the answer to ``POST /omni/1/advanced`` in one pass (raises pydantic's
         ValidationError when it is empty, not JSON, not an object, or has unreadable fields)."""
         answer = _SEND_ANSWER.validate_json(content)
-        messages = answer.get("messages") or []
-        kept = [message for message in messages if message is not None]
+        messages: list[Any] = answer.get("messages") or []  # message ids, refused entries, None
+        refused = [message for message in messages if isinstance(message, dict)]
+        ids = [message for message in messages if isinstance(message, str)]
+        ids += [str(m["messageId"]) for m in refused if m.get("messageId")]
         return cls(
             bulk_id=answer.get("bulkId"),
             messages=len(messages),
-            refused=[message for message in kept if "status" in message],
-            message_ids=frozenset(str(m["messageId"]) for m in kept if m.get("messageId")),
+            refused=refused,
+            message_ids=frozenset(ids),
             request_error=answer.get("requestError") is not None,
         )
 

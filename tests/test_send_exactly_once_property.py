@@ -5,6 +5,7 @@ random positions (refused before
 processing, processed then 5xx, dropped connections before and after processing, read timeouts,
 answers that do not match the request, the worker dying before or after a POST), lagging logs,
 retries with fresh operator instances with or without a task state store, clears and re-runs.
+Plans of more than five destinations are spilled to disk and merged, as a million would be.
 
 Invariant, checked after every step from the sandbox's own logs: within each run, every destination
 was accepted at most once; every run whose task succeeded reached every destination of its last list
@@ -32,6 +33,7 @@ from hypothesis.stateful import (
 
 from airflow_provider_omni.exceptions import OmniSendUncertainError
 from airflow_provider_omni.hooks.omni import OmniHook
+from airflow_provider_omni.operators import _sorted_spill
 from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
 
 if TYPE_CHECKING:
@@ -280,6 +282,10 @@ def test_sending_is_exactly_once_under_faults_retries_and_changed_lists(
         omni_sandbox.airflow_connection_json(read_timeout=READ_TIMEOUT, max_retries=0),
     )
     omni_sandbox.admin.configure(rate_limits_enabled=False)
+    # plans of more than 5 destinations go through the disk: sorted runs, merged two at a time
+    monkeypatch.setattr(_sorted_spill, "RUN_SIZE", 5)
+    monkeypatch.setattr(_sorted_spill, "BLOCK", 2)
+    monkeypatch.setattr(_sorted_spill, "MAX_FAN_IN", 2)
     flow = [{"channel": "VIBER", "from": "Brand"}, {"channel": "SMS", "from": "Brand"}]
 
     class Machine(SendingMachine):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_omni.operators import _ids
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 #: Version of the records; another version is ignored (a retry then relies on the logs).
 LEDGER_VERSION = 2
@@ -56,6 +56,10 @@ class BulkRecord:
     :param refused: up to 100 refused destinations ``{to, message_id, status, bulk_id}`` (shortened).
     :param refused_members: packed member keys of the refused destinations.
     :param source: where the outcome was learnt (for the task log).
+
+    Once a record is written for the last time in a try, :meth:`release` drops its member keys from
+    memory (a send of a million destinations would otherwise hold 10 MB of them); a released record
+    cannot be written again.
     """
 
     number: int
@@ -69,9 +73,12 @@ class BulkRecord:
     refused: list[dict[str, str]] = field(default_factory=list)
     refused_members: str = ""
     source: str = "sent"
+    released: bool = False
 
     def as_state(self) -> dict[str, Any]:
         """The JSON kept in the task state store."""
+        if self.released:
+            raise RuntimeError(f"bulk record {self.bulk_id} was released; it cannot be written again")
         return {
             "bulk_id": self.bulk_id,
             "state": self.state,
@@ -106,6 +113,12 @@ class BulkRecord:
         except (KeyError, TypeError, ValueError):
             return None
 
+    def release(self, keep_refused: int = 0) -> None:
+        """Drop the member keys (and all but ``keep_refused`` refused entries) from memory."""
+        self.members = self.refused_members = ""
+        del self.refused[keep_refused:]
+        self.released = True
+
     def member_keys(self) -> set[bytes]:
         """The member keys of its destinations."""
         return _ids.unpack_members(self.members)
@@ -127,6 +140,7 @@ class SendLedger:
         self.send_key = send_key
         self.records: list[BulkRecord] = []
         self.started_at: float | None = None
+        self._kept_refusals = 0
 
     def _header_key(self) -> str:
         return f"omni_send:{self.send_key}"
@@ -134,21 +148,23 @@ class SendLedger:
     def _record_key(self, number: int) -> str:
         return f"omni_send:{self.send_key}:{number}"
 
-    def load(self) -> list[BulkRecord]:
-        """Read every record of this send kept by earlier tries (none without a store)."""
+    def load(self) -> Iterator[BulkRecord]:
+        """Read the records of this send kept by earlier tries, one by one (none without a store).
+
+        Each is added to :attr:`records` as it is read, so that the caller can settle it, use its
+        member keys and :meth:`~BulkRecord.release` them before the next one is read.
+        """
         if self.store is None:
-            return self.records
+            return
         header = self.store.get(self._header_key())
         if not isinstance(header, dict) or header.get("v") != LEDGER_VERSION:
-            return self.records
+            return
         self.started_at = _float_or_none(header.get("started_at"))
-        records = []
         for number in range(1, int(header.get("count") or 0) + 1):
             record = BulkRecord.from_state(number, self.store.get(self._record_key(number)))
             if record is not None:
-                records.append(record)
-        self.records = records
-        return records
+                self.records.append(record)
+                yield record
 
     def previous_send(self) -> dict[str, Any] | None:
         """Return the ``omni_send:current`` marker left by an earlier try, if any."""
@@ -196,6 +212,13 @@ class SendLedger:
         """Write ``record`` (after its state changed)."""
         if self.store is not None:
             self.store.set(self._record_key(record.number), record.as_state())
+
+    def release(self, record: BulkRecord, listed_refusals: int = 100) -> None:
+        """Drop from memory the member keys of a record written for the last time in this try, and
+        its refused entries once the send's first ``listed_refusals`` are kept (for the XCom)."""
+        keep = max(listed_refusals - self._kept_refusals, 0)
+        self._kept_refusals += min(len(record.refused), keep)
+        record.release(keep)
 
     def used_bulk_ids(self) -> set[str]:
         """The bulk ids of every request of this send so far."""

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_provider_omni import metrics
 from airflow_provider_omni.exceptions import OmniError, OmniSendUncertainError, OmniValidationError
+from airflow_provider_omni.memory import give_back_free_memory
 from airflow_provider_omni.operators import _ids
+from airflow_provider_omni.operators._member_index import MemberIndex
 from airflow_provider_omni.operators._send_ledger import (
     ACCEPTED,
     NOT_SENT,
@@ -31,6 +33,7 @@ from airflow_provider_omni.operators._send_ledger import (
     BulkRecord,
     SendLedger,
 )
+from airflow_provider_omni.operators._sorted_spill import SortedSpill, chunks
 from airflow_provider_omni.privacy import shorten_phone_number
 from airflow_provider_omni.version_compat import BaseOperator
 
@@ -115,39 +118,78 @@ class SendPlan:
     :param key: the send key (:func:`_ids.send_key`).
     :param label: the readable start of the bulk ids.
     :param fields: the request-wide fields, validated (:meth:`AdvancedBulk.fields_of`).
-    :param entries: ``(message id, member key, destination)`` in message-id order: a bulk's members
-        depend only on the set of destinations, never on the order they were given in.  A destination
-        that is only a phone number is kept as that number (a dict is made again for its bulk).
+    :param entries: ``(message id, member key, destination)`` in message-id order, read again on each
+        iteration (from a file past a few thousand: a send holds a few bulks in memory, not its
+        destinations); a bulk's members depend only on the set of destinations, never on the order
+        they were given in.  A destination that is only a phone number is kept as that number (a
+        dict is made again for its bulk).
+    :param total: the number of destinations.
+    :param spill: the temporary files behind ``entries``, removed by :meth:`close`.
     """
 
     key: str
     label: str
     fields: dict[str, Any]
-    entries: list[Entry]
+    entries: Iterable[Entry]
+    total: int
+    spill: SortedSpill | None = None
 
-    @property
-    def total(self) -> int:
-        return len(self.entries)
+    def close(self) -> None:
+        """Remove the plan's temporary files."""
+        if self.spill is not None:
+            self.spill.close()
 
 
 @dataclass
 class EarlierTries:
     """What earlier tries of the send already did, as far as can be known before sending anything.
 
-    :param done: member keys of the destinations Infobip took (or refused at send): never sent again.
+    :param taken: member keys of the destinations Infobip took (or refused at send): never sent again.
+    :param refused: of those, the ones refused at send.
     :param uncertain: the bulk records still uncertain (within the horizon): their members are not
         sent either.
     """
 
-    done: set[bytes] = field(default_factory=set)
+    taken: MemberIndex = field(default_factory=MemberIndex)
+    refused: MemberIndex = field(default_factory=MemberIndex)
     uncertain: list[BulkRecord] = field(default_factory=list)
+    uncertain_keys: set[bytes] = field(default_factory=set)
 
-    def not_to_send(self) -> set[bytes]:
-        """The member keys of every destination this try must not send."""
-        keys = set(self.done)
-        for record in self.uncertain:
-            keys |= record.member_keys()
-        return keys
+    def add(self, record: BulkRecord) -> None:
+        """Count in an accepted or uncertain record (before its member keys are released)."""
+        if record.state == ACCEPTED:
+            self.taken.add_packed(record.members)
+            self.refused.add_packed(record.refused_members)
+        elif record.state == UNCERTAIN:
+            self.uncertain.append(record)
+            self.uncertain_keys |= record.member_keys()
+
+    @property
+    def anything(self) -> bool:
+        """Whether an earlier try took a destination or left one in doubt."""
+        return bool(self.uncertain or len(self.taken))
+
+    def pending(self, entries: Iterable[Entry]) -> Iterable[Entry]:
+        """The entries this try sends: neither taken nor in doubt."""
+        if not self.anything:
+            return entries
+        taken, doubtful = self.taken, self.uncertain_keys
+        return (entry for entry in entries if entry[1] not in taken and entry[1] not in doubtful)
+
+    def count(self, plan: SendPlan) -> tuple[Tally, int]:
+        """Count the plan's destinations by what earlier tries did; and how many are still to send."""
+        if not self.anything:
+            return Tally(plan.total, 0, 0, 0), plan.total
+        listed = taken = refused = doubtful = 0
+        for _, key, _ in plan.entries:
+            listed += 1
+            if key in self.taken:
+                taken += 1
+                refused += key in self.refused
+            elif key in self.uncertain_keys:
+                doubtful += 1
+        tally = Tally(listed, taken - refused, refused, len(self.taken) - taken)
+        return tally, listed - taken - doubtful
 
 
 def parse_validity(value: timedelta | int | str | None, name: str) -> tuple[int, TimeUnit] | None:
@@ -349,13 +391,9 @@ class _DestinationChecks:
         self.seen = 0
         self.invalid_lines: dict[int, list[str]] = {}
         self.invalid_count = 0
-        self.duplicates: list[str] = []
-        self._first_by_address: dict[str, int] = {}
-        self._first_by_id: dict[str, int] = {}
-
-    @property
-    def ok(self) -> bool:
-        return not (self.invalid_count or self.duplicates)
+        #: ``(position, line)`` of the duplicates first in the input (at most MAX_LISTED_ERRORS)
+        self.duplicates: list[tuple[int, str]] = []
+        self.duplicate_count = 0
 
     def add_invalid(self, err: ValidationError, positions: Sequence[int], items: Sequence[Any]) -> None:
         """Note the errors of one bulk's validation (``positions`` and ``items`` in body order)."""
@@ -371,26 +409,21 @@ class _DestinationChecks:
                 self.invalid_lines.setdefault(position, []).append(line)
         self.invalid_count += len(bad)
 
-    def add_unique(self, destinations: Sequence[DestinationShape], positions: Sequence[int]) -> None:
-        """Note every address or message id already seen: someone would get the message twice."""
-        first_by_address, first_by_id = self._first_by_address, self._first_by_id
-        for position, destination in zip(positions, destinations, strict=True):
-            address = _ids.address_key(destination["to"])
-            first = first_by_address.setdefault(address, position)
-            if first != position:
-                self.duplicates.append(
-                    f"{self._where(position)}.to: {self._show(destination_address(destination))} is already "
-                    f"{self._where(first)}; it would get the message twice"
-                )
-            message_id = destination.get("messageId")
-            if message_id is None:  # derived later from the address, unique with it
-                continue
-            first = first_by_id.setdefault(message_id, position)
-            if first != position:
-                self.duplicates.append(
-                    f"{self._where(position)}.messageId: {message_id!r} is already used by "
-                    f"{self._where(first)}"
-                )
+    def add_duplicate(self, first: _Spilled, again: _Spilled) -> None:
+        """Note that ``again`` has the message id (or the address) of ``first``, earlier in the input."""
+        self.duplicate_count += 1
+        position = again[1]
+        if len(self.duplicates) >= MAX_LISTED_ERRORS and position > self.duplicates[-1][0]:
+            return
+        here, there = self._where(position), self._where(first[1])
+        if _GIVEN in (first[2], again[2]):
+            line = f"{here}.messageId: {again[0]!r} is already used by {there}"
+        else:
+            address = self._show(_spilled_address(again))
+            line = f"{here}.to: {address} is already {there}; it would get the message twice"
+        self.duplicates.append((position, line))
+        self.duplicates.sort()
+        del self.duplicates[MAX_LISTED_ERRORS:]
 
     def raise_if_any(self) -> None:
         """Raise the invalid destinations (numbers masked), else the duplicates, if there are any."""
@@ -401,8 +434,9 @@ class _DestinationChecks:
                 lines,
                 total=self.invalid_count,
             )
-        if self.duplicates:
-            raise _validation_error("Invalid destinations", self.duplicates)
+        if self.duplicate_count:
+            lines = [line for _, line in self.duplicates]
+            raise _validation_error("Invalid destinations", lines, total=self.duplicate_count)
 
 
 # -- the XCom ---------------------------------------------------------------------------------------
@@ -422,24 +456,6 @@ class Tally:
     accepted: int
     rejected: int
     removed: int
-
-
-def tally(records: Sequence[BulkRecord], plan_keys: set[bytes]) -> Tally:
-    """Count the current list's destinations by what the accepted ``records`` say about them."""
-    taken: set[bytes] = set()
-    refused: set[bytes] = set()
-    for record in records:
-        if record.state == ACCEPTED:
-            taken |= record.member_keys()
-            refused |= record.refused_keys()
-    in_list = taken & plan_keys
-    rejected = len(refused & plan_keys)
-    return Tally(
-        total=len(plan_keys),
-        accepted=len(in_list) - rejected,
-        rejected=rejected,
-        removed=len(taken - plan_keys),
-    )
 
 
 def _truthy(value: bool | str | None, name: str) -> bool:
@@ -736,10 +752,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def plan(self, context: Context) -> SendPlan:
         """Validate everything and give every destination its message id; raise OmniValidationError.
 
-        Destinations are validated bulk by bulk; nothing is sent, whatever is wrong.
+        Destinations are validated bulk by bulk and spilled to a temporary file as they come, then
+        sorted by message id, which puts duplicates side by side; nothing is sent, whatever is wrong.
+        Memory stays a few thousand destinations whatever their number.  Close the plan when done.
         """
-        from airflow_provider_omni.models import validate_destinations
-
         batch_size = self._batch_size()
         self._max_in_flight()
         self._messages_per_second()
@@ -749,7 +765,34 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         fields = self._request_fields(stand_in)
         key, key_error = self._send_key_or_error(context)
         checks = _DestinationChecks(self._show, self._mask, where)
-        entries: list[Entry] = []
+        spill = SortedSpill()
+        try:
+            self._spill_valid(rows, batch_size, key or _STAND_IN_KEY, checks, spill)
+            entries = spill.new_file(keep_in_memory=spill.run_size)
+            if not checks.invalid_count:
+                entries.extend(_unique_entries(spill.sorted(), checks))
+            checks.raise_if_any()
+            if key_error is not None:
+                raise key_error
+        except BaseException:
+            spill.close()
+            raise
+        spill.drop_runs()
+        give_back_free_memory()  # what validating and sorting used, before the bulks go
+        return SendPlan(key, bulk_label, fields, entries.finish(), total=len(entries), spill=spill)
+
+    def _spill_valid(
+        self,
+        rows: Iterator[tuple[int, Any]],
+        batch_size: int,
+        key: str,
+        checks: _DestinationChecks,
+        spill: SortedSpill,
+    ) -> None:
+        """Validate the rows bulk by bulk; spill each valid destination under its message id (while
+        none is invalid); raise when there is no row at all."""
+        from airflow_provider_omni.models import validate_destinations
+
         while chunk := list(islice(rows, batch_size)):
             positions = [position for position, _ in chunk]
             items = [item for _, item in chunk]
@@ -761,20 +804,15 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             except ValidationError as err:
                 checks.add_invalid(err, positions, items)
                 continue
-            checks.add_unique(destinations, positions)
-            if checks.ok and key:  # kept compact at once: a send holds no dict per destination
-                entries.extend(_entries(key, destinations))
+            if not checks.invalid_count:
+                for position, destination in zip(positions, destinations, strict=True):
+                    _spill_destination(spill, key, position, destination)
         if not checks.seen:
             where_empty = "the file has no destinations" if self.destinations_path else "the list is empty"
             raise OmniValidationError(
                 f"{self._source_name}: {where_empty}; nothing to send",
                 validation_errors={self._source_name: ["empty"]},
             )
-        checks.raise_if_any()
-        if key_error is not None:
-            raise key_error
-        entries.sort(key=_first)
-        return SendPlan(key=key, label=bulk_label, fields=fields, entries=entries)
 
     @property
     def _source_name(self) -> str:
@@ -803,24 +841,30 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     def build_bulks(self, context: Context) -> list[Bulk]:
         """Return the requests a first try would make: every destination, in bulks (no I/O)."""
         plan = self.plan(context)
-        return list(self._bulks(plan, plan.entries, set()))
+        try:
+            return list(self._bulks(plan, plan.entries, set()))
+        finally:
+            plan.close()
 
-    def _bulks(self, plan: SendPlan, entries: Sequence[Entry], used: set[str]) -> Iterator[Bulk]:
+    def _bulks(self, plan: SendPlan, entries: Iterable[Entry], used: set[str]) -> Iterator[Bulk]:
         """Cut ``entries`` into bulks of at most ``batch_size``, each serialized when it is reached."""
+        for number, chunk in enumerate(chunks(entries, self._batch_size()), start=1):
+            yield self._bulk(plan, number, chunk, used)
+            del chunk  # a waiting generator holds no bulk's destinations
+
+    def _bulk(self, plan: SendPlan, number: int, chunk: Sequence[Entry], used: set[str]) -> Bulk:
+        """Serialize one bulk, with an id no request of this send used yet."""
         from airflow_provider_omni.models import AdvancedBulk
 
-        for number, positions in enumerate(_ids.split(len(entries), self._batch_size()), start=1):
-            chunk = entries[positions.start : positions.stop]
-            ids = [entry[0] for entry in chunk]
-            bulk_id = _ids.bulk_id(plan.label, plan.key, ids)
-            repeat = 1
-            while bulk_id in used:  # the same members go out again (after a certain "not sent")
-                repeat += 1
-                bulk_id = _ids.bulk_id(plan.label, plan.key, ids, suffix=f"r{repeat}")
-            used.add(bulk_id)
-            destinations = [_destination(entry) for entry in chunk]
-            request = AdvancedBulk.build(plan.fields, bulk_id, destinations)
-            yield Bulk(number, request, [entry[1] for entry in chunk])
+        ids = [entry[0] for entry in chunk]
+        bulk_id = _ids.bulk_id(plan.label, plan.key, ids)
+        repeat = 1
+        while bulk_id in used:  # the same members go out again (after a certain "not sent")
+            repeat += 1
+            bulk_id = _ids.bulk_id(plan.label, plan.key, ids, suffix=f"r{repeat}")
+        used.add(bulk_id)
+        request = AdvancedBulk.build(plan.fields, bulk_id, [_destination(entry) for entry in chunk])
+        return Bulk(number, request, [entry[1] for entry in chunk])
 
     def _task_instance_identity(self, context: Context) -> tuple[str, str, str, int | None]:
         """Return the dag id, task id, run id and map index of the running task instance."""
@@ -936,10 +980,13 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self.plan(context)
-        if _truthy(self.send_dry_run, "dry_run"):
-            return self._dry_run(plan)
-        with metrics.timed(metrics.SEND_DURATION, metrics.task_tags(self)):
-            return self._send(plan, context)
+        try:
+            if _truthy(self.send_dry_run, "dry_run"):
+                return self._dry_run(plan)
+            with metrics.timed(metrics.SEND_DURATION, metrics.task_tags(self)):
+                return self._send(plan, context)
+        finally:
+            plan.close()
 
     def _send(self, plan: SendPlan, context: Context) -> dict[str, Any]:
         """Settle what earlier tries did, send the rest bulk by bulk, and return the XCom."""
@@ -948,23 +995,24 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self._check_same_send(ledger)
         earlier = self._earlier_tries(plan, ledger, try_number)
         ledger.claim()
-        taken = earlier.not_to_send()
-        pending = [entry for entry in plan.entries if entry[1] not in taken] if taken else plan.entries
+        before, to_send = earlier.count(plan)
+        pending = earlier.pending(plan.entries)
         self.log.info(
             "Sending to %d of %d destinations in bulks of at most %d (scenario %s, send %s, try %s)%s",
-            len(pending),
+            to_send,
             plan.total,
             self.batch_size,
             self.resolved_scenario_key or "<account default>",
             plan.key,
             try_number,
-            f"; {plan.total - len(pending)} already taken or in doubt" if len(pending) < plan.total else "",
+            f"; {plan.total - to_send} already taken or in doubt" if to_send < plan.total else "",
         )
-        self._send_pending(plan, pending, ledger)
+        accepted, rejected = self._send_pending(plan, pending, to_send, ledger)
         if earlier.uncertain:
             raise self._still_uncertain(earlier.uncertain)
         ledger.mark_complete()
-        return self._result(plan, ledger)
+        counts = Tally(plan.total, before.accepted + accepted, before.rejected + rejected, before.removed)
+        return self._result(plan, ledger, counts)
 
     def _dry_run(self, plan: SendPlan) -> dict[str, Any]:
         """What a send would do, with nothing sent and nothing recorded: the XCom marked ``dry_run``."""
@@ -1038,28 +1086,27 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _earlier_tries(self, plan: SendPlan, ledger: SendLedger, try_number: int | None) -> EarlierTries:
         """Find what earlier tries sent: the task state store first, else (on a retry) the logs."""
-        records = ledger.load()
-        if records:
-            return self._resolve_records(records, ledger)
+        earlier = self._resolve_records(ledger)
+        if ledger.records:
+            return earlier
         if try_number is not None and try_number <= 1:
-            return EarlierTries()  # a first try: nothing can have gone out before
+            return earlier  # a first try: nothing can have gone out before
         self.log.info("No record of earlier tries in the task state store; looking them up in the logs")
         return self._find_earlier_in_logs(plan, ledger)
 
-    def _resolve_records(self, records: Sequence[BulkRecord], ledger: SendLedger) -> EarlierTries:
-        """Settle the records of earlier tries: in-doubt requests are looked up in the logs."""
+    def _resolve_records(self, ledger: SendLedger) -> EarlierTries:
+        """Settle the records of earlier tries, one by one: in-doubt requests are looked up in the logs."""
         earlier = EarlierTries()
         now = time.time()
-        for record in records:
+        for record in ledger.load():
             if record.state in (SENDING, UNCERTAIN):
                 self._settle(record, now)
                 ledger.save(record)
                 self._count_taken(record)  # sent by an earlier try that never learnt the answer
-            if record.state == ACCEPTED:
-                earlier.done |= record.member_keys()
-            elif record.state == UNCERTAIN:
-                earlier.uncertain.append(record)
+            earlier.add(record)
             self._log_record(record)
+            ledger.release(record, MAX_LISTED_REJECTIONS)
+        earlier.taken.freeze()
         return earlier
 
     def _settle(self, record: BulkRecord, now: float) -> None:
@@ -1130,8 +1177,10 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             record.at = 0.0
             self._accept_from_rows(record, rows, source="logs (earlier try)")
             ledger.save(record)
-            earlier.done |= record.member_keys()
+            earlier.add(record)
             self._log_record(record)
+            ledger.release(record, MAX_LISTED_REJECTIONS)
+        earlier.taken.freeze()
         return earlier
 
     def _logs_by_message_ids(self, ids: Sequence[str]) -> list[OmniLog]:
@@ -1143,13 +1192,15 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     # -- sending --------------------------------------------------------------------------------------
 
-    def _send_pending(self, plan: SendPlan, pending: Sequence[Entry], ledger: SendLedger) -> None:
+    def _send_pending(
+        self, plan: SendPlan, pending: Iterable[Entry], count: int, ledger: SendLedger
+    ) -> tuple[int, int]:
         """Send the pending destinations, up to ``max_in_flight`` bulks at once, at the pace asked for.
 
         Every bulk is recorded before its POST and after its answer, in this thread; the POSTs (and
         the look-ups of an ambiguous one in the logs) run in worker threads.  After the first bulk
         left in doubt or refused, nothing new is sent: the bulks in flight are awaited and recorded,
-        then the task fails.
+        then the task fails.  Returns the destinations this try got accepted and refused at send.
         """
         from airflow_provider_omni.pacing import SendPace
 
@@ -1158,8 +1209,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         self.hook.prepare_for_threads()
         run = _SendRun(
             bulks=iter(self._bulks(plan, pending, ledger.used_bulk_ids())),
-            count=-(-len(pending) // self._batch_size()),
-            progress=_Progress(len(pending), self.log, float(self.progress_interval)),
+            count=-(-count // self._batch_size()),
+            progress=_Progress(count, self.log, float(self.progress_interval)),
         )
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="omni-send") as pool:
             while True:
@@ -1172,12 +1223,13 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
                     break
                 done, _ = wait(run.running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._settle_post(pool, run, future, plan, pending, ledger)
+                    self._settle_post(pool, run, future, plan, ledger)
         run.progress.finish()
         if run.error is not None:
             raise run.error
         if run.uncertain:
             raise self._still_uncertain(run.uncertain)
+        return run.accepted, run.rejected
 
     def _submit(
         self, pool: ThreadPoolExecutor, run: _SendRun, bulk: Bulk, ledger: SendLedger, resends: int
@@ -1193,7 +1245,6 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         run: _SendRun,
         future: Future[None],
         plan: SendPlan,
-        pending: Sequence[Entry],
         ledger: SendLedger,
     ) -> None:
         """Record what one POST did; send it again when unconfirmed (``resend_unconfirmed``)."""
@@ -1201,21 +1252,24 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         error = future.exception()
         if isinstance(error, _LookUpFailed):  # sent ambiguously, then the logs could not be read
             run.error = run.error or error.error  # the record stays "sending": the next try looks it up
-            return
-        if isinstance(error, OmniError):  # refused before processing: nothing of it went out
+        elif isinstance(error, OmniError):  # refused before processing: nothing of it went out
             record.state, record.source = NOT_SENT, "refused before processing"
             ledger.save(record)
             run.error = run.error or error
-            return
-        if error is not None:  # unknown: the record stays "sending", the next try looks it up
+        elif error is not None:  # unknown: the record stays "sending", the next try looks it up
             run.error = run.error or error
-            return
-        if record.source == _UNCONFIRMED and resends < MAX_UNCONFIRMED_RESENDS and run.may_send:
+        elif record.source == _UNCONFIRMED and resends < MAX_UNCONFIRMED_RESENDS and run.may_send:
             ledger.save(record)
             self.log.warning("bulk %s: not confirmed; sending it again", record.bulk_id)
-            again = next(self._bulks(plan, _members_of(pending, bulk), ledger.used_bulk_ids()))
-            self._submit(pool, run, Bulk(bulk.number, again.request, again.members), ledger, resends + 1)
-            return
+            again = self._bulk(plan, bulk.number, _entries_of(bulk), ledger.used_bulk_ids())
+            self._submit(pool, run, again, ledger, resends + 1)
+        else:
+            self._record_answer(run, bulk, record, ledger)
+        ledger.release(record, MAX_LISTED_REJECTIONS)
+        give_back_free_memory()  # what the POST's thread freed (its answer) leaves the worker's RSS
+
+    def _record_answer(self, run: _SendRun, bulk: Bulk, record: BulkRecord, ledger: SendLedger) -> None:
+        """Write down a bulk Infobip answered (or that stays in doubt after the resends), and count it."""
         if record.source == _UNCONFIRMED:  # still unconfirmed after the resends: leave it in doubt
             record.state, record.source = UNCERTAIN, "not confirmed after resending"
         ledger.save(record)
@@ -1225,6 +1279,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             run.uncertain.append(record)
         elif record.state == ACCEPTED:
             run.progress.add(record.size)
+            run.accepted += record.accepted
+            run.rejected += record.rejected
 
     def _post(self, bulk: Bulk, record: BulkRecord, count: int) -> None:
         """POST one bulk (in a worker thread) and fill ``record`` from the answer; an ambiguous
@@ -1327,8 +1383,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         else:
             self.log.warning("%s (%s): %s (%s)", where, record.bulk_id, record.state, record.source)
 
-    def _result(self, plan: SendPlan, ledger: SendLedger) -> dict[str, Any]:
-        counts = tally(ledger.records, {entry[1] for entry in plan.entries})
+    def _result(self, plan: SendPlan, ledger: SendLedger, counts: Tally) -> dict[str, Any]:
         xcom = build_send_result(
             scenario_key=self.resolved_scenario_key,
             records=ledger.records,
@@ -1391,6 +1446,9 @@ class _SendRun:
     #: the first error of a POST: nothing new is sent after it
     error: BaseException | None = None
     uncertain: list[BulkRecord] = field(default_factory=list)
+    #: destinations accepted and refused at send in this try
+    accepted: int = 0
+    rejected: int = 0
 
     @property
     def may_send(self) -> bool:
@@ -1457,24 +1515,58 @@ def _index_in_list(position: int) -> str:
     return f"destinations[{position}]"
 
 
-def _first(entry: Entry) -> str:
-    return entry[0]
+#: A destination in the plan's spill: ``(message id, position, kind, destination or address)``.
+_Spilled = tuple[str, int, int, Any]
+#: Kinds of spilled records: a message id derived from the address, one given by the user, and the
+#: derived id of a destination with a given one (a probe: it finds the same address given twice).
+_DERIVED, _GIVEN, _PROBE = 0, 1, 2
+#: Derives message ids to find duplicates while the connection (and so the send key) is unreadable.
+_STAND_IN_KEY = "0" * _ids.SEND_KEY_LENGTH
 
 
-def _entries(key: str, destinations: Iterable[DestinationShape]) -> Iterator[Entry]:
-    """Give each destination without one its message id (from the send key and its address), and
-    keep a destination that is only a phone number as that number."""
-    for destination in destinations:
-        given = destination.get("messageId")
-        if given is None:
-            to = destination["to"]
-            given = _ids.message_id(key, _ids.address_key(to))
-            phone = to.get("phoneNumber")
-            if phone is not None and len(destination) == 1 and len(to) == 1:
-                yield given, _ids.member_key(given), phone
-                continue
-            destination["messageId"] = given
-        yield given, _ids.member_key(given), destination
+def _spill_destination(spill: SortedSpill, key: str, position: int, destination: DestinationShape) -> None:
+    """Spill one valid destination under its message id (given, or derived from the send key and its
+    address); a destination that is only a phone number is kept as that number."""
+    to = destination["to"]
+    derived = _ids.message_id(key, _ids.address_key(to))
+    given = destination.get("messageId")
+    if given is not None:
+        spill.add((given, position, _GIVEN, destination))
+        spill.add((derived, position, _PROBE, destination_address(destination)))
+        return
+    phone = to.get("phoneNumber")
+    if phone is not None and len(destination) == 1 and len(to) == 1:
+        spill.add((derived, position, _DERIVED, phone))
+        return
+    destination["messageId"] = derived
+    spill.add((derived, position, _DERIVED, destination))
+
+
+def _unique_entries(records: Iterable[_Spilled], checks: _DestinationChecks) -> Iterator[Entry]:
+    """The plan's entries from the spill sorted by ``(message id, position)``; a record with the message
+    id of the one before it (the same address, or a message id given twice) is a duplicate."""
+    member_key = _ids.member_key
+    first: _Spilled | None = None
+    for record in records:
+        if first is not None and first[0] == record[0]:
+            if first[1] != record[1]:  # not a destination's own id given as it would be derived
+                checks.add_duplicate(first, record)
+            continue
+        first = record
+        if record[2] != _PROBE:
+            yield record[0], member_key(record[0]), record[3]
+
+
+def _entries_of(bulk: Bulk) -> list[Entry]:
+    """The plan entries of a bulk, read back from its body (to send it again)."""
+    return [
+        (str(d["messageId"]), _ids.member_key(str(d["messageId"])), d) for d in bulk.request.destinations()
+    ]
+
+
+def _spilled_address(record: _Spilled) -> str:
+    payload = record[3]
+    return payload if isinstance(payload, str) else destination_address(payload)
 
 
 def _destination(entry: Entry) -> DestinationShape:
@@ -1488,11 +1580,6 @@ def _destination(entry: Entry) -> DestinationShape:
 def _address_of(entry: Entry) -> str:
     destination = entry[2]
     return destination if isinstance(destination, str) else destination_address(destination)
-
-
-def _members_of(entries: Sequence[Entry], bulk: Bulk) -> list[Entry]:
-    wanted = set(bulk.request.message_ids)
-    return [entry for entry in entries if entry[0] in wanted]
 
 
 def _status_name(status: Any) -> str | None:
