@@ -663,7 +663,7 @@ class BulkAcceptance:
         ValidationError when it is empty, not JSON, not an object, or has unreadable fields)."""
         answer = _SEND_ANSWER.validate_json(content)
         messages: list[Any] = answer.get("messages") or []  # message ids, refused entries, None
-        refused = [message for message in messages if isinstance(message, dict)]
+        refused: list[SendMessageShape] = [m for m in messages if not isinstance(m, str) and m is not None]
         ids = [message for message in messages if isinstance(message, str)]
         ids += [str(m["messageId"]) for m in refused if m.get("messageId")]
         return cls(
