@@ -19,11 +19,9 @@ def _malloc_trim() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     import ctypes  # here: a DAG file importing the operator does not pay for it
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, if it is glibc
     except (OSError, AttributeError):  # not glibc
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int

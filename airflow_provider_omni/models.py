@@ -50,7 +50,7 @@ SMS_VALIDITY_MAX = timedelta(hours=48)
 CALLBACK_DATA_MAX = 4000
 SEND_AT_MAX_AHEAD = timedelta(days=180)
 MAX_DESTINATIONS_PER_REQUEST = 1000
-PHONE_NUMBER_RE = re.compile(r"^[1-9]\d{6,14}$")
+PHONE_NUMBER_RE = re.compile(r"[1-9]\d{6,14}")  # the whole text (fullmatch): no trailing new line
 INFOBIP_DATETIME_FORMAT = "YYYY-MM-DDTHH:mm:ss.SSSZZ"
 
 
@@ -228,7 +228,7 @@ def normalize_phone_number(value: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"phone number must be text, got {type(value).__name__}")
     digits = value[1:] if value.startswith("+") else value
-    if not PHONE_NUMBER_RE.match(digits):
+    if not PHONE_NUMBER_RE.fullmatch(digits):
         raise ValueError(
             f"{value!r} is not a phone number in international format: 7 to 15 digits with the "
             "country code, no leading 0, no spaces (e.g. 41793026727)"
@@ -456,6 +456,21 @@ _DESTINATIONS: TypeAdapter[list[DestinationShape]] = TypeAdapter(
 )
 
 
+def bare_phone_numbers(items: Sequence[Any]) -> list[str] | None:
+    """Read ``items`` as bare phone numbers (text) by :func:`normalize_phone_number`'s rule, in one
+    quick pass; None when any of them is something else (then :func:`validate_destinations` says what)."""
+    fullmatch = PHONE_NUMBER_RE.fullmatch
+    numbers = []
+    for item in items:
+        if type(item) is not str:
+            return None
+        digits = item[1:] if item[:1] == "+" else item
+        if fullmatch(digits) is None:
+            return None
+        numbers.append(digits)
+    return numbers
+
+
 def validate_destinations(items: Sequence[Any]) -> list[DestinationShape]:
     """Validate a whole list of destinations in one pass, by :class:`Destination`'s rules.
 
@@ -476,6 +491,12 @@ class _AdvancedBulkBody(TypedDict):
 
 
 _ADVANCED_BULK_BODY: TypeAdapter[_AdvancedBulkBody] = TypeAdapter(_AdvancedBulkBody)
+#: Message ids that go into JSON as they are (no escaping needed).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _plain(message_ids: Sequence[str]) -> bool:
+    return all(map(_PLAIN_ID.fullmatch, message_ids))
 
 
 @dataclass(frozen=True)
@@ -518,6 +539,25 @@ class AdvancedBulk:
         serialized = _ADVANCED_BULK_BODY.dump_json(body, exclude_none=True)  # type: ignore[arg-type]
         ids = tuple(str(d.get("messageId") or "") for d in destinations)
         return cls(bulk_id=bulk_id, size=len(destinations), body=serialized, message_ids=ids)
+
+    @classmethod
+    def build_for_phones(
+        cls, fields: Mapping[str, Any], bulk_id: str, numbers: Sequence[str], message_ids: Sequence[str]
+    ) -> AdvancedBulk:
+        """Serialize one bulk of bare phone numbers (from :func:`bare_phone_numbers`) with their message
+        ids: the body :meth:`build` would make, without a dict per destination."""
+        items = ",".join(
+            f'{{"to":{{"phoneNumber":"{n}"}},"messageId":"{m}"}}'
+            for n, m in zip(numbers, message_ids, strict=True)
+        )
+        empty = cls.build(fields, bulk_id, []).body
+        if not (items.isascii() and empty.endswith(b'"destinations":[]}') and _plain(message_ids)):
+            destinations: list[DestinationShape] = [
+                {"to": {"phoneNumber": n}, "messageId": m} for n, m in zip(numbers, message_ids, strict=True)
+            ]
+            return cls.build(fields, bulk_id, destinations)
+        body = empty[:-2] + items.encode("ascii") + b"]}"
+        return cls(bulk_id=bulk_id, size=len(numbers), body=body, message_ids=tuple(message_ids))
 
     def destinations(self) -> list[DestinationShape]:
         """Read the destinations back from the body (for the rare paths that need them)."""

@@ -224,3 +224,55 @@ def test_records_keep_no_member_keys_in_memory_once_written(omni_sandbox: Any, s
     assert all(len(_ids.unpack_members(v["members"])) == 10 for v in stored)  # the store has them all
     with pytest.raises(RuntimeError, match="released"):
         seen[0].as_state()
+
+
+# -- the quick path of bare phone numbers --------------------------------------------------------------
+
+PHONE_LIKE = [
+    "41793026727",
+    "+41793026727",
+    "4179302672\n",
+    "041793026727",
+    "123456",
+    "1234567890123456",
+    "+",
+    "",
+    "4179 302 6727",
+    "٤١٧٩٣٠٢٦٧٢٧",  # Arabic-Indic digits
+    "41793026727 ",
+]
+
+
+@pytest.mark.parametrize("item", PHONE_LIKE)
+def test_the_quick_read_of_phone_numbers_has_the_models_rule(item: str) -> None:
+    from pydantic import ValidationError
+
+    from airflow_provider_omni.models import bare_phone_numbers, validate_destinations
+
+    try:
+        expected = [validate_destinations([item])[0]["to"]["phoneNumber"]]
+    except ValidationError:
+        expected = None
+    quick = bare_phone_numbers([item])
+
+    assert quick == expected or (quick is None and expected is not None and not expected[0].isascii())
+
+
+def test_a_bulk_of_phone_numbers_has_the_body_the_serializer_writes() -> None:
+    import json
+
+    from airflow_provider_omni.models import AdvancedBulk
+
+    fields = {"scenarioKey": "K", "sms": {"text": 'Hi "you"\n'}, "notify": True}
+    numbers_ = ["41793026727", "385912345678"]
+    ids = _ids.phone_message_ids("abc", numbers_)
+    quick = AdvancedBulk.build_for_phones(fields, "b.1", numbers_, ids)
+    slow = AdvancedBulk.build(
+        fields,
+        "b.1",
+        [{"to": {"phoneNumber": n}, "messageId": m} for n, m in zip(numbers_, ids, strict=True)],
+    )
+
+    assert json.loads(quick.body) == json.loads(slow.body)
+    assert (quick.size, quick.message_ids) == (slow.size, slow.message_ids)
+    assert ids == [_ids.message_id("abc", f"phone:{n}") for n in numbers_]

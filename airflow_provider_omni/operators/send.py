@@ -791,12 +791,17 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
     ) -> None:
         """Validate the rows bulk by bulk; spill each valid destination under its message id (while
         none is invalid); raise when there is no row at all."""
-        from airflow_provider_omni.models import validate_destinations
+        from airflow_provider_omni.models import bare_phone_numbers, validate_destinations
 
         while chunk := list(islice(rows, batch_size)):
             positions = [position for position, _ in chunk]
             items = [item for _, item in chunk]
             checks.seen += len(chunk)
+            phones = bare_phone_numbers(items)  # the usual campaign: numbers only, read in one quick pass
+            if phones is not None:
+                if not checks.invalid_count:
+                    _spill_phones(spill, key, positions, phones)
+                continue
             try:
                 destinations = validate_destinations(
                     [item if type(item) is str else wire_destination(item) for item in items]
@@ -863,7 +868,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             repeat += 1
             bulk_id = _ids.bulk_id(plan.label, plan.key, ids, suffix=f"r{repeat}")
         used.add(bulk_id)
-        request = AdvancedBulk.build(plan.fields, bulk_id, [_destination(entry) for entry in chunk])
+        payloads = [entry[2] for entry in chunk]
+        if all(type(payload) is str for payload in payloads):  # bare phone numbers: no dict each
+            request = AdvancedBulk.build_for_phones(plan.fields, bulk_id, payloads, ids)  # type: ignore[arg-type]
+        else:
+            request = AdvancedBulk.build(plan.fields, bulk_id, [_destination(entry) for entry in chunk])
         return Bulk(number, request, [entry[1] for entry in chunk])
 
     def _task_instance_identity(self, context: Context) -> tuple[str, str, str, int | None]:
@@ -1540,6 +1549,15 @@ def _spill_destination(spill: SortedSpill, key: str, position: int, destination:
         return
     destination["messageId"] = derived
     spill.add((derived, position, _DERIVED, destination))
+
+
+def _spill_phones(spill: SortedSpill, key: str, positions: Sequence[int], phones: Sequence[str]) -> None:
+    """Spill valid bare phone numbers under the message ids derived from them."""
+    add = spill.add
+    for message_id, position, phone in zip(
+        _ids.phone_message_ids(key, phones), positions, phones, strict=True
+    ):
+        add((message_id, position, _DERIVED, phone))
 
 
 def _unique_entries(records: Iterable[_Spilled], checks: _DestinationChecks) -> Iterator[Entry]:
