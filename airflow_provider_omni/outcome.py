@@ -82,8 +82,11 @@ import functools
 import hashlib
 import json
 import random
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -256,6 +259,53 @@ def _unpack_keys(packed: str) -> set[str]:
     return {raw[i : i + _HASH_SIZE].hex() for i in range(0, len(raw), _HASH_SIZE)}
 
 
+class _KeySet:
+    """Destination keys (:func:`destination_key`, hex outside) held as one sorted array of 64-bit
+    numbers: 8 bytes a key where a set of strings takes about 100 (a million destinations in
+    unfinished bulks: about 8 MB, not 94 MB).  A bulk holds at most 1000, so inserting stays cheap."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._keys = array("Q", sorted({int(key, 16) for key in keys}))
+
+    @classmethod
+    def from_packed(cls, packed: str) -> _KeySet:
+        """The keys packed by :func:`_pack_keys`."""
+        keys = cls()
+        raw = base64.b64decode(packed)
+        values = array("Q")
+        values.frombytes(raw[: len(raw) - len(raw) % _HASH_SIZE])
+        if sys.byteorder == "little":  # packed big-endian, as the hex reads
+            values.byteswap()
+        keys._keys = array("Q", sorted(set(values)))
+        return keys
+
+    def add(self, key: str) -> None:
+        value = int(key, 16)
+        keys = self._keys
+        at = bisect_left(keys, value)
+        if at == len(keys) or keys[at] != value:
+            keys.insert(at, value)
+
+    def clear(self) -> None:
+        self._keys = array("Q")
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        value, keys = int(key, 16), self._keys
+        at = bisect_left(keys, value)
+        return at < len(keys) and keys[at] == value
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[str]:
+        width = 2 * _HASH_SIZE
+        return (f"{value:0{width}x}" for value in self._keys)
+
+
 #: One destination seen DELIVERED_TO_OPERATOR on the last step: first seen (epoch), price currency
 #: and amount of that report (counted when it is accepted as delivered).
 _Sighting = tuple[float, str | None, float]
@@ -272,7 +322,7 @@ class _Bucket:
 
     expected: int
     counts: dict[str, int] = field(default_factory=dict)
-    final: set[str] = field(default_factory=set)
+    final: _KeySet = field(default_factory=_KeySet)
     refused: int = 0
     refused_ids: frozenset[str] = frozenset()
     unlisted_found: int = 0
@@ -326,7 +376,8 @@ class DeliveryTracker:
     The state is compact: counts per bulk, the price per currency, error counts, full detail of at
     most ``failed_cap`` failed destinations, and for each *unfinished* bulk one 8-byte hash per final
     destination (to ignore a second report about it, e.g. the report of a destination already known
-    from the logs).  A finished bulk keeps only its counts.  About 11 kB per unfinished bulk of 1000.
+    from the logs).  A finished bulk keeps only its counts.  An unfinished bulk of 1000 holds about
+    8 kB in memory (a sorted array) and 11 kB in its stored state.
 
     :param expected: bulk id (or message id, with ``key_by="message"``) to the number of destinations
         expected in it (the send XCom's ``bulks[].accepted``).
@@ -740,7 +791,7 @@ class DeliveryTracker:
             tracker._buckets[bucket_id] = _Bucket(
                 int(data["expected"]),
                 dict(data["counts"]),
-                _unpack_keys(data["final"]),
+                _KeySet.from_packed(data["final"]),
                 unlisted_found=int(data["unlisted_found"]),
                 operator=_ungroup_sightings(data["operator"]),
             )

@@ -231,3 +231,23 @@ def test_the_detail_file_shows_an_accepted_delivered_to_operator_row_as_delivere
     assert detail_line(viber_row, ("VIBER", "SMS"), delivered_to_operator=Outcome.SMS_DELIVERED)[
         "outcome"
     ] == ("PENDING")
+
+
+def test_the_final_keys_of_a_bulk_behave_as_a_set_of_hex_keys_in_8_bytes_each() -> None:
+    from array import array
+
+    from airflow_provider_omni.outcome import _KeySet, _pack_keys, destination_key
+
+    keys = [destination_key(f"4179302{i:04d}") for i in range(300)]
+    held = _KeySet(keys[:100])
+    for key in keys[50:200]:
+        held.add(key)
+
+    assert len(held) == 200 and list(held) == sorted(keys[:200])
+    assert all(key in held for key in keys[:200]) and not any(key in held for key in keys[200:])
+    assert 42 not in held
+    again = _KeySet.from_packed(_pack_keys(held))
+    assert list(again) == list(held)
+    assert held._keys.itemsize == 8 and isinstance(held._keys, array)
+    held.clear()
+    assert len(held) == 0 and keys[0] not in held
