@@ -457,11 +457,15 @@ _DESTINATIONS: TypeAdapter[list[DestinationShape]] = TypeAdapter(
 
 
 def bare_phone_numbers(items: Sequence[Any]) -> list[str] | None:
-    """Read ``items`` as bare phone numbers (text) by :func:`normalize_phone_number`'s rule, in one
-    quick pass; None when any of them is something else (then :func:`validate_destinations` says what)."""
+    """Read ``items`` as bare phone numbers (text, or ``{"to": {"phoneNumber": text}}`` and nothing
+    else) by :func:`normalize_phone_number`'s rule, in one quick pass; None when any of them is
+    something else (then :func:`validate_destinations` reads them, and says what is wrong)."""
     fullmatch = PHONE_NUMBER_RE.fullmatch
     numbers = []
     for item in items:
+        if type(item) is dict and len(item) == 1:  # a CSV row: {"to": {"phoneNumber": "..."}}
+            to = item.get("to")
+            item = to.get("phoneNumber") if type(to) is dict and len(to) == 1 else None
         if type(item) is not str:
             return None
         digits = item[1:] if item[:1] == "+" else item

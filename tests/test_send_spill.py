@@ -228,7 +228,7 @@ def test_records_keep_no_member_keys_in_memory_once_written(omni_sandbox: Any, s
 
 # -- the quick path of bare phone numbers --------------------------------------------------------------
 
-PHONE_LIKE = [
+PHONE_LIKE: list[Any] = [
     "41793026727",
     "+41793026727",
     "4179302672\n",
@@ -240,11 +240,12 @@ PHONE_LIKE = [
     "4179 302 6727",
     "٤١٧٩٣٠٢٦٧٢٧",  # Arabic-Indic digits
     "41793026727 ",
+    41793026727,
 ]
 
 
 @pytest.mark.parametrize("item", PHONE_LIKE)
-def test_the_quick_read_of_phone_numbers_has_the_models_rule(item: str) -> None:
+def test_the_quick_read_of_phone_numbers_has_the_models_rule(item: Any) -> None:
     from pydantic import ValidationError
 
     from airflow_provider_omni.models import bare_phone_numbers, validate_destinations
@@ -254,6 +255,7 @@ def test_the_quick_read_of_phone_numbers_has_the_models_rule(item: str) -> None:
     except ValidationError:
         expected = None
     quick = bare_phone_numbers([item])
+    assert bare_phone_numbers([{"to": {"phoneNumber": item}}]) == quick  # a CSV row reads the same
 
     assert quick == expected or (quick is None and expected is not None and not expected[0].isascii())
 
