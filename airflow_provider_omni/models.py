@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Required
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, Required
 
 import pendulum
 from pydantic import (
@@ -586,11 +586,54 @@ class SendMessageShape(TypedDict, total=False):
     status: StatusShape | None
 
 
+class _LoggedMessageShape(TypedDict, total=False):
+    """A row of ``GET /omni/1/logs`` cut down to what a send needs (unknown fields ignored)."""
+
+    messageId: str | None
+    bulkId: str | None
+    to: str | None
+    status: StatusShape | None
+
+
+class _LogsAnswerShape(TypedDict):
+    results: list[_LoggedMessageShape]
+
+
+_LOGS_ANSWER: TypeAdapter[_LogsAnswerShape] = TypeAdapter(_LogsAnswerShape)
+
+
+class LoggedMessage(NamedTuple):
+    """One message of ``GET /omni/1/logs``, as a send looks it up: who, in which bulk, refused or not.
+
+    A thousand of these are a few hundred kB; a thousand :class:`OmniLog` models, several MB.
+    """
+
+    message_id: str | None
+    bulk_id: str | None
+    to: str | None
+    status: StatusShape | None
+
+    @classmethod
+    def all_from_json(cls, content: bytes) -> list[LoggedMessage]:
+        """Read a logs answer in one pass (raises pydantic's ValidationError when it is not one)."""
+        rows = _LOGS_ANSWER.validate_json(content)["results"]
+        return [cls(r.get("messageId"), r.get("bulkId"), r.get("to"), r.get("status")) for r in rows]
+
+
 #: Status group meaning a destination was refused at send and will get nothing: the one rule used by
 #: the send answer, the logs look-up of a retry and the sensor alike.  (UNDELIVERABLE is a delivery
 #: outcome, reported later; it is not a refusal.)
 REFUSED_AT_SEND = frozenset({GeneralStatus.REJECTED.value})
 _REFUSED_GROUP_ID = 5
+
+
+def status_name(status: Mapping[str, Any] | Status | None) -> str | None:
+    """The status's name, else its group's name (a dict in Infobip's names, or a :class:`Status`)."""
+    if status is None:
+        return None
+    if isinstance(status, Mapping):
+        return status.get("name") or status.get("groupName")
+    return status.name or status.group_name
 
 
 def is_refused_at_send(status: Mapping[str, Any] | Status | None) -> bool:

@@ -278,3 +278,41 @@ def test_a_bulk_of_phone_numbers_has_the_body_the_serializer_writes() -> None:
     assert json.loads(quick.body) == json.loads(slow.body)
     assert (quick.size, quick.message_ids) == (slow.size, slow.message_ids)
     assert ids == [_ids.message_id("abc", f"phone:{n}") for n in numbers_]
+
+
+# -- the compact logs look-up ---------------------------------------------------------------------------
+
+
+def test_the_compact_logs_look_up_tells_what_get_logs_tells(omni_sandbox: Any, scenario_key: str) -> None:
+    from airflow_provider_omni.models import is_refused_at_send, status_name
+
+    omni_sandbox.admin.configure(reject_duplicate_message_ids=True)
+    people: list[Any] = numbers(6)
+    people[3] = {"to": people[3], "messageId": "dup"}
+    people[4] = {"to": people[4], "messageId": "dup-2"}
+    make_operator(scenario_key, people[:5], batch_size=10).execute(context(1, None))
+    make_operator(scenario_key, [{"to": people[5], "messageId": "dup"}], batch_size=10).execute(
+        context(1, None, run_id="other")
+    )
+    hook = OmniHook("omni_default")
+
+    full = hook.get_logs(limit=1000)
+    compact = hook.get_logged_messages(bulk_id=sorted({row.bulk_id for row in full if row.bulk_id}))
+
+    def view(rows: Any, name: Any) -> list[tuple[Any, ...]]:
+        return sorted(
+            (r.message_id, r.bulk_id, r.to, name(r.status), is_refused_at_send(r.status)) for r in rows
+        )
+
+    assert view(compact, status_name) == view(full, status_name)
+    assert any(is_refused_at_send(r.status) for r in compact)  # the second "dup" was refused at send
+
+
+@pytest.mark.parametrize("answer", [b"<html>busy</html>", b"{}", b'{"results": [{"messageId": {"a": 1}}]}'])
+def test_an_unreadable_logs_answer_is_an_error_not_an_empty_look_up(answer: bytes) -> None:
+    from airflow_provider_omni.hooks._http import BadAnswer
+    from airflow_provider_omni.hooks.omni import _logged_messages
+
+    with pytest.raises(BadAnswer):
+        _logged_messages(answer)
+    assert _logged_messages(b'{"results": []}') == []

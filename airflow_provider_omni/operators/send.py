@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         AdvancedBulk,
         BulkAcceptance,
         DestinationShape,
-        OmniLog,
+        LoggedMessage,
         SmsData,
         TimeUnit,
         ViberData,
@@ -1130,15 +1130,15 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
     def _read_logs_of(self, record: BulkRecord) -> bool:
         """Look one request up in ``/omni/1/logs`` by its bulk id; fill ``record`` when it is there."""
-        rows = self.hook.get_logs(bulk_id=record.bulk_id, limit=MAX_BATCH_SIZE)
+        rows = self.hook.get_logged_messages(bulk_id=record.bulk_id, limit=MAX_BATCH_SIZE)
         if not rows:
             return False
         self._accept_from_rows(record, rows, source="logs")
         return True
 
-    def _accept_from_rows(self, record: BulkRecord, rows: Sequence[OmniLog], source: str) -> None:
+    def _accept_from_rows(self, record: BulkRecord, rows: Sequence[LoggedMessage], source: str) -> None:
         """Mark ``record`` accepted from its log rows (any row proves the request was taken whole)."""
-        from airflow_provider_omni.models import is_refused_at_send
+        from airflow_provider_omni.models import is_refused_at_send, status_name
 
         refused = {row.message_id: row for row in rows if row.message_id and is_refused_at_send(row.status)}
         record.state, record.source = ACCEPTED, source
@@ -1146,7 +1146,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         record.accepted = record.size - record.rejected
         record.refused_members = _ids.pack_members(refused)
         record.refused = [
-            self._rejection(row.to, mid, _status_name(row.status), record.bulk_id)
+            self._rejection(row.to, mid, status_name(row.status), record.bulk_id)
             for mid, row in list(refused.items())[:MAX_LISTED_REJECTIONS]
         ]
 
@@ -1160,11 +1160,11 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         the search.
         """
         earlier = EarlierTries()
-        whole: dict[str, list[OmniLog]] = {}  # bulks read by their own bulk id: every row of them
+        whole: dict[str, list[LoggedMessage]] = {}  # bulks read by their own bulk id: every row of them
         partial: set[str] = set()  # bulks seen only through some of their message ids
         misses = 0
         for bulk in self._bulks(plan, plan.entries, set()):
-            rows = self.hook.get_logs(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
+            rows = self.hook.get_logged_messages(bulk_id=bulk.bulk_id, limit=MAX_BATCH_SIZE)
             if rows:
                 whole[bulk.bulk_id], misses = rows, 0
                 continue
@@ -1177,7 +1177,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             misses = 0
             partial |= {row.bulk_id for row in rows if row.bulk_id and row.message_id} - whole.keys()
         for bulk_id in sorted(partial):
-            whole[bulk_id] = self.hook.get_logs(bulk_id=bulk_id, limit=MAX_BATCH_SIZE)
+            whole[bulk_id] = self.hook.get_logged_messages(bulk_id=bulk_id, limit=MAX_BATCH_SIZE)
         for bulk_id, rows in whole.items():
             ids = sorted({row.message_id for row in rows if row.message_id})
             if not ids:
@@ -1192,12 +1192,12 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         earlier.taken.freeze()
         return earlier
 
-    def _logs_by_message_ids(self, ids: Sequence[str]) -> list[OmniLog]:
+    def _logs_by_message_ids(self, ids: Sequence[str]) -> list[LoggedMessage]:
         """Read the log rows of ``ids``, in as many requests as the outcome module's plan needs."""
         from airflow_provider_omni.outcome import plan_logs_requests
 
         requests = plan_logs_requests(ids, "message")
-        return [row for request in requests for row in self.hook.get_logs(**request)]
+        return [row for request in requests for row in self.hook.get_logged_messages(**request)]
 
     # -- sending --------------------------------------------------------------------------------------
 
@@ -1598,9 +1598,3 @@ def _destination(entry: Entry) -> DestinationShape:
 def _address_of(entry: Entry) -> str:
     destination = entry[2]
     return destination if isinstance(destination, str) else destination_address(destination)
-
-
-def _status_name(status: Any) -> str | None:
-    if status is None:
-        return None
-    return status.name or status.group_name
