@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import large, parse_cost, send, sizes, wait
+from bench import large, million, parse_cost, send, sizes, tracker, wait
 from bench.common import REPO, cleanup_workdir, has_module, machine, workdir
 from bench.report import Section, write_markdown
 
@@ -23,6 +23,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], Section]] = {
     "parse": lambda a: parse_cost.run(a.quick),
     "sizes": lambda a: sizes.run(a.quick),
     "large": lambda a: large.run(a.quick, Path(a.out).resolve().parent),
+    "million": lambda a: million.run(a.quick, Path(a.out).resolve().parent),
+    "tracker": lambda a: tracker.run(a.quick),
 }
 
 
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     info.notes.append(
         "Plots: matplotlib is "
         + (
-            f"installed: section 5's plot is a PNG (`{large.PLOT}`, next to this file), the other charts "
-            "are ASCII"
+            f"installed: the plots of sections 5 and 6 are PNGs (`{large.PLOT}`, `{million.PLOT}`, next to "
+            "this file), the other charts are ASCII"
             if has_module("matplotlib")
             else "not installed, so the charts are ASCII"
         )
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         + " but not needed)."
     )
     workdir()  # made once, before any thread
-    keys = args.only or ["send", "wait", "parse", "sizes", "large"]
+    keys = args.only or ["send", "wait", "parse", "sizes", "large", "million", "tracker"]
     if args.quick:
         # a smoke run: the sections (each with its own sandbox) run side by side to stay short
         with ThreadPoolExecutor(max_workers=len(keys)) as pool:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sections = [_run_section(key, args) for key in keys]
     failed = any(s.error for s in sections)
-    order = {"send": 1, "wait": 2, "parse": 3, "sizes": 4, "large": 5}
+    order = {"send": 1, "wait": 2, "parse": 3, "sizes": 4, "large": 5, "million": 6, "tracker": 7}
     sections.sort(key=lambda s: order.get(s.key, 9))
     write_markdown(args.out, info, sections, quick=args.quick, seconds=time.perf_counter() - started)
     cleanup_workdir()

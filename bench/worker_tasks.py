@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import resource
+import tempfile
+import threading
 import time
 import tracemalloc
 from types import SimpleNamespace
@@ -227,6 +229,151 @@ def task_send_operator(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def write_numbers_csv(path: str, n: int, chunk: int = 10_000) -> int:
+    """Write the ``n`` numbers of :func:`phone_numbers` as a CSV (header ``phoneNumber``) to ``path``.
+
+    Written chunk by chunk, so that the list of a million numbers never sits in this process's memory.
+
+    :return: the size of the file in bytes.
+    """
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write("phoneNumber\n")
+        for start in range(0, n, chunk):
+            fh.write("\n".join(phone_numbers(min(chunk, n - start), start)) + "\n")
+    return os.path.getsize(path)
+
+
+class FileStateStore:
+    """A task state store (``get``/``set`` of JSON values) kept in a file, so that it outlives the process.
+
+    Every ``set`` appends one JSON line ``{"key": ..., "value": ...}`` to the file and flushes it; the
+    file is read once when the store is made, into an index of the latest line of each key, and
+    ``get`` reads that line back (a JSON round trip, like Airflow's store). The values are not held in
+    this process's memory, as they are not with Airflow's store (it lives in the API server), so the
+    store does not count in the operator's peak RSS. A retry in a new worker process sees every
+    record of the earlier tries.
+
+    :param path: the file (created when missing).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._index: dict[str, tuple[int, int]] = {}
+        self._fh = open(path, "a+b")  # noqa: SIM115 - kept open for the life of the worker
+        self._fh.seek(0)
+        offset = 0
+        for line in self._fh:
+            if not line.endswith(b"\n"):  # cut short by a killed writer: dropped
+                self._fh.truncate(offset)
+                break
+            self._index[json.loads(line)["key"]] = (offset, len(line))
+            offset += len(line)
+        self.sets = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value last set for ``key``, else ``default``."""
+        with self._lock:
+            place = self._index.get(key)
+            if place is None:
+                return default
+            self._fh.seek(place[0])
+            return json.loads(self._fh.read(place[1]))["value"]
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        """Append ``value`` as the value of ``key`` and flush it to the file."""
+        line = json.dumps({"key": key, "value": value}).encode() + b"\n"
+        with self._lock:
+            self._fh.seek(0, os.SEEK_END)
+            offset = self._fh.tell()
+            self._fh.write(line)
+            self._fh.flush()
+            self._index[key] = (offset, len(line))
+            self.sets += 1
+
+
+#: Optional operator arguments ``task_send_from_file`` passes on besides :data:`OPERATOR_OPTIONS`.
+FILE_OPTIONS = (*OPERATOR_OPTIONS, "uncertain_horizon")
+
+
+def _file_operator(args: dict[str, Any], path: str) -> Any:
+    """Return the send operator reading ``path`` (``confirm_delays`` patched on the class if asked)."""
+    from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator
+
+    if args.get("confirm_delays") is not None:
+        OmniSendAdvancedMessageOperator.confirm_delays = tuple(float(d) for d in args["confirm_delays"])
+    return OmniSendAdvancedMessageOperator(
+        task_id="send",
+        scenario_key=args["scenario_key"],
+        destinations_path=path,
+        viber=VIBER,
+        sms=SMS,
+        **{key: args[key] for key in FILE_OPTIONS if args.get(key) is not None},
+    )
+
+
+def _execute_measured(op: Any, context: dict[str, Any]) -> tuple[Meter, dict[str, Any], Exception | None]:
+    """Run ``op.execute(context)`` under a :class:`Meter`; return the meter, the XCom and the error."""
+    result: dict[str, Any] = {}
+    error: Exception | None = None
+    with Meter() as meter:
+        try:
+            result = op.execute(context)
+        except Exception as exc:  # reported, not raised: the bench runs the next try
+            error = exc
+    return meter, result or {}, error
+
+
+def task_send_from_file(args: dict[str, Any]) -> dict[str, Any]:
+    """OmniSendAdvancedMessageOperator.execute() with ``destinations_path``: a CSV of ``n`` numbers.
+
+    The CSV (header ``phoneNumber``, the numbers of :func:`phone_numbers`) is ``path`` when given, else
+    written to a temporary file before the clock. As :func:`task_send_operator`: a minimal context,
+    the provider imported before the clock, wall, CPU and peak RSS growth of ``execute()``.
+
+    Optional keys: the operator arguments of :data:`FILE_OPTIONS` (``uncertain_horizon`` in seconds),
+    ``confirm_delays`` (a list of seconds, patched on the class), ``try_number`` (default 1),
+    ``run_id`` and ``store_path`` (a :class:`FileStateStore` as the context's ``task_state_store``).
+    An exception of the operator is returned (``error_type``, ``error``), not raised, so that the
+    caller can run the next try.
+    """
+    # imported before the clock, as in task_send_operator
+    import airflow.sdk.execution_time.supervisor  # noqa: F401
+
+    import airflow_provider_omni.hooks.omni  # noqa: F401
+    from airflow_provider_omni.operators.send import OmniSendAdvancedMessageOperator  # noqa: F401
+
+    n = int(args["n"])
+    path, made = args.get("path"), not args.get("path")
+    if made:
+        fd, path = tempfile.mkstemp(prefix="omni-bench-", suffix=".csv")
+        os.close(fd)
+        write_numbers_csv(path, n)
+    try:
+        op = _file_operator(args, str(path))
+        context = minimal_context(op, dag_id="bench_dag", run_id=args.get("run_id", "bench_run"))
+        context["ti"].try_number = int(args.get("try_number") or 1)
+        store = FileStateStore(args["store_path"]) if args.get("store_path") else None
+        if store is not None:
+            context["task_state_store"] = store
+        meter, result, error = _execute_measured(op, context)
+    finally:
+        if made:
+            os.unlink(str(path))
+    return {
+        **meter.as_dict(),
+        "n": n,
+        "try_number": context["ti"].try_number,
+        "total": result.get("total"),
+        "accepted": result.get("accepted"),
+        "rejected": result.get("rejected"),
+        "bulks": len(result.get("bulks") or ()),
+        "store_sets": store.sets if store is not None else None,
+        "error_type": type(error).__name__ if error is not None else None,
+        "error": str(error)[:2000] if error is not None else None,
+    }
+
+
 # -- waiting ----------------------------------------------------------------------------------------
 
 
@@ -388,6 +535,7 @@ TASKS: dict[str, Any] = {
     "send_per_recipient": task_send_per_recipient,
     "send_lower_bound": task_send_lower_bound,
     "send_operator": task_send_operator,
+    "send_from_file": task_send_from_file,
     "wait_poke": task_wait_poke,
     "wait_defer_worker": task_wait_defer_worker,
     "wait_trigger": task_wait_trigger,

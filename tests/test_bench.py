@@ -59,6 +59,8 @@ def test_quick_run_writes_every_section(quick_report: str) -> None:
         "3. DAG parse cost",
         "4. Size at scale",
         LARGE,
+        "6. A million from a file",
+        "7. The delivery sensor's tracker at a million",
     ):
         assert f"## {title}" in quick_report
     assert "This section failed" not in quick_report
