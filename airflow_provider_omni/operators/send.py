@@ -521,9 +521,11 @@ def build_send_result(
 class OmniSendAdvancedMessageOperator(BaseOperator):
     """Send one OMNI advanced message (e.g. Viber, then SMS when Viber fails) to many destinations.
 
-    The whole send is validated before the first request: every destination and every bulk request
-    is built first, and a bad phone number at position 7,342 fails the task with
-    ``destinations[7342].to.phoneNumber: ...`` while nothing is sent.
+    The whole send is validated before the first request: every destination is checked (and
+    written, with its message id, to a temporary file sorted by message id, where duplicates meet)
+    first, and a bad phone number at position 7,342 fails the task with
+    ``destinations[7342].to.phoneNumber: ...`` while nothing is sent.  The bulks are then built from
+    that file as they go out, so a send of a million holds a few bulks in memory, not a million.
 
     **Exactly once, per destination.**  Each destination gets a message id derived from the *send
     key* (the connection's ``namespace``, the DAG, task, run and map index, and ``resend_key``) and
