@@ -69,6 +69,7 @@ def test_the_spill_gives_records_back_sorted_from_disk_as_often_as_asked(tiny_ru
         first, second = list(spill.sorted()), list(spill.sorted())
 
         assert first == sorted(records) == second
+        assert len(files_in(tiny_runs)) == 2  # runs merged into longer ones leave no file behind
     assert files_in(tiny_runs) == []  # closed: nothing left behind
 
 

@@ -165,9 +165,12 @@ class SortedSpill:
         if self._buffer:
             self._spill()
         while len(self._runs) > MAX_FAN_IN:
+            first, rest = self._runs[:MAX_FAN_IN], self._runs[MAX_FAN_IN:]
             merged = self.new_file()
-            merged.extend(heapq.merge(*self._runs[:MAX_FAN_IN]))
-            self._runs = [*self._runs[MAX_FAN_IN:], merged.finish()]
+            merged.extend(heapq.merge(*first))
+            for run in first:  # merged into one: their disk is given back at once
+                run.remove()
+            self._runs = [*rest, merged.finish()]
         return heapq.merge(*self._runs)
 
     def new_file(self, keep_in_memory: int = 0) -> RecordFile:
