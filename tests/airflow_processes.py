@@ -88,7 +88,10 @@ def wait_healthy(process: subprocess.Popen[bytes], health_url: str, log_path: Pa
         except requests.RequestException:
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"airflow {process.args[1]} did not become healthy within {timeout:.0f} s")
+            pytest.fail(
+                f"airflow {process.args[1]} did not become healthy within {timeout:.0f} s: "
+                f"{log_path.read_text()[-3000:]}"
+            )
         time.sleep(0.5)
 
 
@@ -141,6 +144,12 @@ class Supervised:
         stop(self.process, timeout=timeout)
 
 
+#: Seconds an Airflow server may take to answer its health check: CI starts three Airflow versions
+#: side by side on two cores, and Airflow 3.0's api-server once took over 120 s there (within the
+#: tests' own pytest timeouts of 240 and 300 s).
+HEALTHY_WITHIN = 200
+
+
 @contextmanager
 def serving(args: list[str], env: dict[str, str], home: Path, health_path: str, port: int) -> Iterator[str]:
     """Migrate the metadata DB of ``env``, run ``airflow *args`` listening on ``port`` until
@@ -150,7 +159,7 @@ def serving(args: list[str], env: dict[str, str], home: Path, health_path: str, 
     process = start(args, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(process, f"{url}{health_path}", log, timeout=120)
+        wait_healthy(process, f"{url}{health_path}", log, timeout=HEALTHY_WITHIN)
         yield url
     finally:
         stop(process)
