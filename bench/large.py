@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchError, SandboxProcess, has_module, median, requests_to, run_worker
-from bench.report import Section, Table, Target, ascii_chart, fmt_bytes, fmt_ratio, fmt_s
+from bench.report import Section, Table, Target, ascii_chart, fmt_bytes, fmt_ratio, fmt_s, save_figure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -401,12 +401,7 @@ def _plot(section: Section, plan: Plan, walls: dict[Any, float], out_dir: Path |
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out_dir / PLOT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    section.images.append((title, PLOT))
+    save_figure(section, fig, out_dir, PLOT, title)
 
 
 def _targets(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchError, SandboxProcess, has_module, median, requests_to, run_worker, workdir
 from bench.large import LATENCY, NO_LATENCY
-from bench.report import Section, Table, Target, ascii_chart, fmt_bytes, fmt_ratio, fmt_s
+from bench.report import Section, Table, Target, ascii_chart, fmt_bytes, fmt_ratio, fmt_s, save_figure
 from bench.worker_tasks import write_numbers_csv
 
 if TYPE_CHECKING:
@@ -594,12 +594,7 @@ def _plot(section: Section, plan: Plan, rows: dict[tuple[str, int, bool], Row], 
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, handlelength=3)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = out_dir / PLOT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    section.images.append((title, PLOT))
+    save_figure(section, fig, out_dir, PLOT, title)
 
 
 def _notes(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from bench.common import Machine
 
@@ -120,6 +121,19 @@ def ascii_chart(
                 text = f"{y:,.3g}"
             lines.append(f"  {name:<{name_w}} |{bar} {text}")
     return "\n".join(lines)
+
+
+def save_figure(section: Section, fig: Any, out_dir: Path, path: str, title: str) -> None:
+    """Lay out ``fig``, write it to ``out_dir / path`` (a PNG next to the Markdown), close it, and list it
+    in ``section`` under ``title``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    target = out_dir / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    section.images.append((title, path))
 
 
 def write_markdown(

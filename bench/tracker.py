@@ -20,7 +20,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import PYTHON, REPO, RESULT_MARK, BenchError, cleanup_workdir, subprocess_env
 from bench.report import Section, Table, Target, fmt_bytes, fmt_ratio, fmt_s
+from bench.worker_tasks import rss_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -241,14 +241,6 @@ def _final_sets_bytes(tracker: Any) -> tuple[int, int]:
     return total, keys
 
 
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
-
-
 def _traced() -> int:
     gc.collect()
     return tracemalloc.get_traced_memory()[0]
@@ -300,7 +292,7 @@ def child_tracker(n: int) -> Iterator[dict[str, Any]]:
     sensor._deadline = time.time() + 3600
     _warm_up(sensor)
     yield {"n": n, "bulks": len(xcom["bulks"]), "xcom_bytes": len(json.dumps(xcom).encode())}
-    rss0 = _rss()
+    rss0 = rss_bytes()
     gc.collect()
     tracemalloc.start()
     base = _traced()

@@ -109,7 +109,7 @@ def test_the_member_index_knows_exactly_the_keys_it_was_given() -> None:
     assert not any(key in index for key in others)
     assert b"short" not in index
     with pytest.raises(RuntimeError):
-        index.add_keys(others[:1])
+        index.add_raw(others[0])
 
 
 # -- plans through the disk -------------------------------------------------------------------------
@@ -317,3 +317,30 @@ def test_an_unreadable_logs_answer_is_an_error_not_an_empty_look_up(answer: byte
     with pytest.raises(BadAnswer):
         _logged_messages(answer)
     assert _logged_messages(b'{"results": []}') == []
+
+
+def test_the_disk_a_plan_uses_per_destination(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scenario_key: str
+) -> None:
+    """What the README says of the temporary disk: about 130 bytes a destination while merging (the
+    runs and the plan file), about 67 after, and nothing once the task is done."""
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    while_merging: list[int] = []
+    drop_runs = SortedSpill.drop_runs
+
+    def measured(spill: SortedSpill) -> None:
+        while_merging.append(sum(path.stat().st_size for path in files_in(folder)))
+        drop_runs(spill)
+
+    monkeypatch.setattr(SortedSpill, "drop_runs", measured)
+    n = 20_000
+    op = make_operator(scenario_key, numbers(n))
+    plan = op.plan(context(1, None))
+    after = sum(path.stat().st_size for path in files_in(folder))
+    plan.close()
+
+    assert 100 <= while_merging[0] / n <= 160
+    assert 50 <= after / n <= 80
+    assert files_in(folder) == []

@@ -154,11 +154,6 @@ def unpack_members(packed: str) -> set[bytes]:
     return {raw[i : i + MEMBER_KEY_BYTES] for i in range(0, len(raw), MEMBER_KEY_BYTES)}
 
 
-def split(count: int, size: int) -> list[range]:
-    """Return the index ranges of consecutive chunks of at most ``size`` out of ``count`` items."""
-    return [range(start, min(start + size, count)) for start in range(0, count, size)]
-
-
 # -- readable validation errors ---------------------------------------------------------------------
 
 

@@ -12,12 +12,8 @@ import base64
 import sys
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING
 
 from airflow_provider_omni.operators._ids import MEMBER_KEY_BYTES
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 _BUCKETS = 256
 
@@ -47,11 +43,6 @@ class MemberIndex:
         pending = self._pending
         for start in range(0, len(raw) - MEMBER_KEY_BYTES + 1, MEMBER_KEY_BYTES):
             pending[raw[start]] += raw[start : start + MEMBER_KEY_BYTES]
-
-    def add_keys(self, keys: Iterable[bytes]) -> None:
-        """Add member keys one by one."""
-        for key in keys:
-            self.add_raw(key)
 
     def freeze(self) -> MemberIndex:
         """Sort the keys (dropping repeats); no key can be added after."""

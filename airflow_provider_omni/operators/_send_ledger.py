@@ -123,10 +123,6 @@ class BulkRecord:
         """The member keys of its destinations."""
         return _ids.unpack_members(self.members)
 
-    def refused_keys(self) -> set[bytes]:
-        """The member keys of its destinations refused at send."""
-        return _ids.unpack_members(self.refused_members) if self.refused_members else set()
-
 
 class SendLedger:
     """The bulk records of one send, in the task state store when there is one, else in memory.

@@ -180,16 +180,15 @@ class EarlierTries:
         """Count the plan's destinations by what earlier tries did; and how many are still to send."""
         if not self.anything:
             return Tally(plan.total, 0, 0, 0), plan.total
-        listed = taken = refused = doubtful = 0
+        taken = refused = doubtful = 0
         for _, key, _ in plan.entries:
-            listed += 1
             if key in self.taken:
                 taken += 1
                 refused += key in self.refused
             elif key in self.uncertain_keys:
                 doubtful += 1
-        tally = Tally(listed, taken - refused, refused, len(self.taken) - taken)
-        return tally, listed - taken - doubtful
+        tally = Tally(plan.total, taken - refused, refused, len(self.taken) - taken)
+        return tally, plan.total - taken - doubtful
 
 
 def parse_validity(value: timedelta | int | str | None, name: str) -> tuple[int, TimeUnit] | None:
@@ -1117,7 +1116,6 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             earlier.add(record)
             self._log_record(record)
             ledger.release(record, MAX_LISTED_REJECTIONS)
-        earlier.taken.freeze()
         return earlier
 
     def _settle(self, record: BulkRecord, now: float) -> None:
@@ -1191,7 +1189,6 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             earlier.add(record)
             self._log_record(record)
             ledger.release(record, MAX_LISTED_REJECTIONS)
-        earlier.taken.freeze()
         return earlier
 
     def _logs_by_message_ids(self, ids: Sequence[str]) -> list[LoggedMessage]:
@@ -1333,6 +1330,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             record.state = UNCERTAIN
 
     def _accept_from_answer(self, record: BulkRecord, bulk: Bulk, acceptance: BulkAcceptance) -> None:
+        from airflow_provider_omni.models import status_name
+
         refused = acceptance.refused
         addresses = (
             {d.get("messageId"): destination_address(d) for d in bulk.request.destinations()}
@@ -1345,9 +1344,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         record.refused_members = _ids.pack_members(str(m.get("messageId")) for m in refused)
         record.refused = []
         for message in refused[:MAX_LISTED_REJECTIONS]:
-            status = message.get("status") or {}
             to = (message.get("to") or {}).get("phoneNumber") or addresses.get(message.get("messageId"))
-            name = status.get("name") or status.get("groupName")
+            name = status_name(message.get("status"))
             record.refused.append(self._rejection(to, message.get("messageId"), name, bulk.bulk_id))
 
     def _still_uncertain(self, records: Sequence[BulkRecord]) -> OmniSendUncertainError:
