@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 and make):
 #   make demo   the example DAG end to end on a real local Airflow against the OMNI sandbox
+#               (make demo BACKEND=messages_api: the same DAG on Infobip's Messages API)
 #   make test   the whole suite: ruff, mypy, unit, contract, sandbox, DAG, browser and tiny benchmarks
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,8 +9,9 @@ BIN := $(VENV)/bin
 UV := $(VENV)/bin/uv
 AIRFLOW_VERSION := 3.3.2
 STAMP := $(VENV)/.installed
+BACKEND ?= omni
 
-.PHONY: venv test lint unit demo demo-up bench sandbox clean browser-deps
+.PHONY: venv test lint unit demo demo-up bench sandbox clean browser-deps e2e-distributed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +38,16 @@ unit: venv
 	$(BIN)/python -m pytest -q -m "not browser and not dag"
 
 demo: venv
-	scripts/demo.sh
+	BACKEND=$(BACKEND) scripts/demo.sh
 
 demo-up: venv
-	KEEP_RUNNING=1 scripts/demo.sh
+	BACKEND=$(BACKEND) KEEP_RUNNING=1 scripts/demo.sh
+
+# CeleryExecutor with two workers and two triggerers, PostgreSQL and Redis, a worker and a triggerer
+# SIGKILLed and PostgreSQL restarted mid-run; invariants checked (README "Running at scale").
+# E2E_SEED=n picks other kill moments.
+e2e-distributed: venv
+	scripts/e2e_distributed.sh
 
 sandbox: venv
 	$(BIN)/omni-sandbox --port 8099 --time-scale 60
@@ -49,7 +57,7 @@ bench: venv
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .airflow-demo .airflow-test* artifacts
+	rm -rf $(VENV) .venv-e2e .airflow-demo .airflow-test* artifacts
 
 # sdist + wheel into dist/ (throwaway venv), twine check, and the wheel's file list checked.
 .PHONY: wheel test-matrix

@@ -100,6 +100,25 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "Empty: Infobip's default.",
         "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 2880},
     },
+    "backend": {
+        "label": "Backend",
+        "description": "Which Infobip API the operators, sensor and notifier use: omni (/omni/1, "
+        "scenarios) or messages_api (/messages-api/1, the flow inline in each request). A task's "
+        "backend argument wins.",
+        "schema": {"type": ["string", "null"], "enum": ["omni", "messages_api"], "default": "omni"},
+    },
+    "viber_sender": {
+        "label": "Viber sender (Messages API)",
+        "description": "The Viber Business Messages sender of the Messages API backend (OMNI keeps "
+        "senders in the scenario). A task's viber_sender argument wins.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "sms_sender": {
+        "label": "SMS sender (Messages API)",
+        "description": "The SMS sender of the Messages API backend, e.g. InfoSMS. A task's sms_sender "
+        "argument wins.",
+        "schema": {"type": ["string", "null"]},
+    },
     "text_footer": {
         "label": "Message footer",
         "description": "Added on a new line to every Viber and SMS text the send operator and the "

@@ -584,6 +584,8 @@ class SendMessageShape(TypedDict, total=False):
     messageId: str | None
     to: dict[str, Any] | None
     status: StatusShape | None
+    #: The Messages API's address of the entry (OMNI's is ``to``).
+    destination: str | None
 
 
 class _LoggedMessageShape(TypedDict, total=False):

@@ -771,6 +771,24 @@ class DeliveryTracker:
             "rejected_at_send": self._rejected_at_send,
         }
 
+    def progress_state(self) -> dict[str, Any]:
+        """Return :meth:`to_state` without the destinations rejected at send: what the reports told,
+        for a tracker that counts those itself (the sensor's, around a trigger's wait)."""
+        state = self.to_state()
+        state["failed"] = [item for item in state["failed"] if item.get("_k")]
+        state["rejected_at_send"] = 0
+        return state
+
+    def take_progress(self, other: DeliveryTracker) -> None:
+        """Take what ``other`` learnt from reports over the same bulks (its counts, final destinations,
+        price, errors and failed detail), keeping this tracker's destinations rejected at send."""
+        self._buckets = {b: other._buckets.get(b, bucket) for b, bucket in self._buckets.items()}
+        self._price, self._errors = dict(other._price), dict(other._errors)
+        rejected = [item for item in self._failed if not item.get("_k")]
+        learnt = [item for item in other._failed if item.get("_k")]
+        self._failed = (rejected + learnt)[: self.failed_cap]
+        self._changed |= set(self._buckets)
+
     @classmethod
     def from_state(
         cls, state: Mapping[str, Any], *, clock: Callable[[], float] = time.time

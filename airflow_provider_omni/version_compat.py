@@ -14,7 +14,9 @@ What degrades, by version (tested by ``make test-matrix``, see the README's comp
   ``conn-fields`` in ``provider.yaml`` from 3.2;
 * deadline alerts and async notifiers exist from Airflow 3.1: ``BaseNotifier`` takes the callback's
   context and is awaitable (the triggerer runs ``async_notify``); on 2.11 and 3.0 a notifier is only
-  called (``notify``).
+  called (``notify``);
+* on Airflow 3.0, ``dag.test()`` hands the base sensor its first reschedule date as text, which it
+  cannot subtract: :func:`sensor_context` mends it for a reschedule-mode wait.
 """
 
 from __future__ import annotations
@@ -79,6 +81,39 @@ def load_stats() -> Any:
     return Stats
 
 
+class _RescheduleDateAsDatetime:
+    """A task instance whose ``get_first_reschedule_date`` gives a datetime, never ISO text."""
+
+    def __init__(self, ti: Any) -> None:
+        self._ti = ti
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
+
+    def get_first_reschedule_date(self, context: Any) -> Any:
+        value = self._ti.get_first_reschedule_date(context)
+        if isinstance(value, str):
+            import pendulum
+
+            return pendulum.parse(value)
+        return value
+
+
+def sensor_context(context: Any) -> Any:
+    """Return ``context`` for a sensor's ``execute``, with Airflow 3.0's reschedule date fixed.
+
+    On Airflow 3.0 the task SDK's API client builds the first reschedule date without validating it,
+    so under ``dag.test()`` (where nothing serializes it on the way) ``ti.get_first_reschedule_date``
+    returns ISO text; the base sensor subtracts it from a datetime, and a reschedule-mode wait fails
+    with a ``TypeError`` at its second reschedule.  Airflow 3.1 validates it.  Elsewhere ``context``
+    is returned as it is.
+    """
+    if not AIRFLOW_V_3_0_PLUS or AIRFLOW_V_3_1_PLUS or context.get("ti") is None:
+        return context
+    ti = _RescheduleDateAsDatetime(context["ti"])
+    return {**context, "ti": ti, "task_instance": ti}
+
+
 def object_storage_path(url: str, conn_id: str | None) -> Any:
     """Return ``ObjectStoragePath(url, conn_id=conn_id)``, imported on first use, not at DAG parse.
 
@@ -118,4 +153,5 @@ __all__ = [
     "load_stats",
     "mask_secret",
     "object_storage_path",
+    "sensor_context",
 ]

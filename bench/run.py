@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import large, million, parse_cost, send, sizes, tracker, wait
+from bench import large, million, parse_cost, send, sizes, tracker, triggerer, wait
 from bench.common import REPO, cleanup_workdir, has_module, machine, workdir
 from bench.report import Section, write_markdown
 
@@ -25,6 +25,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], Section]] = {
     "large": lambda a: large.run(a.quick, Path(a.out).resolve().parent),
     "million": lambda a: million.run(a.quick, Path(a.out).resolve().parent),
     "tracker": lambda a: tracker.run(a.quick),
+    "triggerer": lambda a: triggerer.run(a.quick),
 }
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         + " but not needed)."
     )
     workdir()  # made once, before any thread
-    keys = args.only or ["send", "wait", "parse", "sizes", "large", "million", "tracker"]
+    keys = args.only or ["send", "wait", "parse", "sizes", "large", "million", "tracker", "triggerer"]
     if args.quick:
         # a smoke run: the sections (each with its own sandbox) run side by side to stay short
         with ThreadPoolExecutor(max_workers=len(keys)) as pool:
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sections = [_run_section(key, args) for key in keys]
     failed = any(s.error for s in sections)
-    order = {"send": 1, "wait": 2, "parse": 3, "sizes": 4, "large": 5, "million": 6, "tracker": 7}
+    order = {key: number for number, key in enumerate(SECTIONS, start=1)}
     sections.sort(key=lambda s: order.get(s.key, 9))
     write_markdown(args.out, info, sections, quick=args.quick, seconds=time.perf_counter() - started)
     cleanup_workdir()

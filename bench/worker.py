@@ -118,9 +118,10 @@ TASKS: dict[str, Any] = {"parse": task_parse}
 def _register_more() -> None:
     # The send/wait/size tasks import the provider; kept in their own module so that the parse task
     # above never pays for them.
-    from bench import worker_tasks
+    from bench import triggerer_tasks, worker_tasks
 
     TASKS.update(worker_tasks.TASKS)
+    TASKS.update(triggerer_tasks.TASKS)
 
 
 def main(argv: list[str]) -> int:

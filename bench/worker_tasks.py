@@ -154,6 +154,63 @@ def task_send_lower_bound(args: dict[str, Any]) -> dict[str, Any]:
     return {**meter.as_dict(), "sent": args["n"], "bodies_bytes": sum(len(b) for b in bodies)}
 
 
+def task_send_floor(args: dict[str, Any]) -> dict[str, Any]:
+    """The least CPU a from-file send that keeps exactly once spends besides posting, with no I/O but
+    reading the file: read the CSV (``csv.reader``), derive each message id from its number (one
+    sha256, as the identity model does), drop duplicates (an in-memory set, cheaper than any way in
+    constant memory), serialize the bulks (``json.dumps``) and read one answer per bulk as the sandbox
+    writes it (``json.loads``; the answers are made before the clock).  The lower bound plus this is
+    what no client can go under; the operator's CPU over the lower bound's is set against it.
+    """
+    import csv
+    import hashlib
+
+    from airflow_provider_omni.sandbox.catalog import PENDING_ENROUTE
+
+    path, key = args["path"], "0123456789abcdef"
+    answers = [
+        json.dumps(
+            {
+                "bulkId": f"bench_dag.send.{key}.b{b}",
+                "messages": [
+                    {"to": {"phoneNumber": n}, "status": PENDING_ENROUTE, "messageId": f"{key}-{n}"}
+                    for n in numbers
+                ],
+            }
+        ).encode()
+        for b, numbers in enumerate(_batched(phone_numbers(args["n"]), BATCH))
+    ]
+    with Meter() as meter:
+        seen: set[str] = set()
+        batch: list[dict[str, Any]] = []
+        sent = 0
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = csv.reader(fh)
+            next(rows)  # the header
+            for (number,) in rows:
+                message_id = f"{key}-{hashlib.sha256((key + number).encode()).hexdigest()[:24]}"
+                if message_id in seen:
+                    continue
+                seen.add(message_id)
+                batch.append({"to": {"phoneNumber": number}, "messageId": message_id})
+                if len(batch) == BATCH:
+                    sent += _floor_bulk(batch, args["scenario_key"], answers[sent // BATCH])
+                    batch = []
+        if batch:
+            sent += _floor_bulk(batch, args["scenario_key"], answers[sent // BATCH])
+    return {**meter.as_dict(), "sent": sent}
+
+
+def _batched(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _floor_bulk(destinations: list[dict[str, Any]], scenario_key: str, answer: bytes) -> int:
+    """Serialize one bulk and read its answer's message ids; return how many the answer lists."""
+    json.dumps({"scenarioKey": scenario_key, "destinations": destinations, "viber": VIBER, "sms": SMS})
+    return len({m["messageId"] for m in json.loads(answer)["messages"]})
+
+
 def minimal_context(task: Any, *, dag_id: str, run_id: str) -> dict[str, Any]:
     """Return the smallest execution context the provider's operators and sensor use."""
     pushed: dict[str, Any] = {}
@@ -534,6 +591,7 @@ def task_tracker_memory(args: dict[str, Any]) -> dict[str, Any]:
 TASKS: dict[str, Any] = {
     "send_per_recipient": task_send_per_recipient,
     "send_lower_bound": task_send_lower_bound,
+    "send_floor": task_send_floor,
     "send_operator": task_send_operator,
     "send_from_file": task_send_from_file,
     "wait_poke": task_wait_poke,

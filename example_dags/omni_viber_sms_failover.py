@@ -11,6 +11,10 @@ This is Infobip's three-step OMNI recipe as one DAG:
 Then ``branch_on_outcome`` picks ``all_on_viber``, ``some_by_sms_fallback`` or ``some_failed``,
 and ``log_summary`` prints the summary as a table whichever branch ran.
 
+Trigger it with ``{"backend": "messages_api"}`` to send the same message through Infobip's Messages API
+instead of OMNI: no scenario is created (each request carries the flow, Viber then the SMS step in
+``failover``), and the wait and the branch are the same.
+
 Trigger it with ``{"dry_run": true}`` to see what would be sent (the first request, the bulks) with
 nothing sent; every branch is then skipped.
 
@@ -48,9 +52,11 @@ DEFAULT_RECIPIENTS = [
 ]
 
 SCENARIO_NAME = "Airflow example: Viber then SMS"
+VIBER_SENDER = "DemoCompany"
+SMS_SENDER = "DemoCo"
 SCENARIO_FLOW = [
-    {"channel": "VIBER", "from": "DemoCompany"},
-    {"channel": "SMS", "from": "DemoCo"},
+    {"channel": "VIBER", "from": VIBER_SENDER},
+    {"channel": "SMS", "from": SMS_SENDER},
 ]
 
 VIBER_MESSAGE = {
@@ -82,12 +88,20 @@ with DAG(
             type="boolean",
             description="Validate and show what would be sent (first request, bulks), send nothing.",
         ),
+        "backend": Param(
+            "omni",
+            type="string",
+            enum=["omni", "messages_api"],
+            description="omni: a stored scenario (/omni/1); messages_api: the flow in each request "
+            "(/messages-api/1). The same wait and branches either way.",
+        ),
     },
 ) as dag:
     scenario = OmniCreateScenarioOperator(
         task_id="get_or_create_scenario",
         name=SCENARIO_NAME,
         flow=SCENARIO_FLOW,
+        backend="{{ params.backend }}",  # on the Messages API: nothing to create, says so
     )
 
     send = OmniSendAdvancedMessageOperator(
@@ -100,6 +114,9 @@ with DAG(
         sms_validity=timedelta(minutes=5),
         callback_data="order-4711",
         dry_run="{{ params.dry_run }}",
+        backend="{{ params.backend }}",
+        viber_sender=VIBER_SENDER,  # the Messages API's senders (OMNI's are in the scenario)
+        sms_sender=SMS_SENDER,
     )
 
     wait = OmniDeliveryReportSensor(
@@ -116,6 +133,7 @@ with DAG(
         viber_task_ids=["all_on_viber"],
         sms_fallback_task_ids=["some_by_sms_fallback"],
         failed_task_ids=["some_failed"],
+        backend="{{ params.backend }}",
     )
 
     @task

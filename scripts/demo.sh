@@ -7,7 +7,8 @@
 # Everything lives in .airflow-demo/ (recreated on every run, gitignored). Processes started here
 # are stopped on exit (each runs in its own process group, which is signalled as a whole).
 # Knobs: DEMO_PORT (Airflow UI/API, default 8080 or a free port), DEMO_TIMEOUT (run timeout, s),
-# DEMO_TIME_SCALE (sandbox clock speed-up, default 60), DEMO_DAG (default omni_viber_sms_failover).
+# DEMO_TIME_SCALE (sandbox clock speed-up, default 60), DEMO_DAG (default omni_viber_sms_failover),
+# BACKEND (omni, the default, or messages_api: the DAG's backend param).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,8 @@ DAG_ID="${DEMO_DAG:-omni_viber_sms_failover}"
 TIME_SCALE="${DEMO_TIME_SCALE:-60}"
 TIMEOUT="${DEMO_TIMEOUT:-150}"
 KEEP_RUNNING="${KEEP_RUNNING:-0}"
+BACKEND="${BACKEND:-omni}"
+case "$BACKEND" in omni|messages_api) ;; *) echo "demo: BACKEND must be omni or messages_api, not '$BACKEND'" >&2; exit 2;; esac
 SANDBOX_KEY="demo-sandbox-key"
 
 [ -x "$PY" ] || { echo "demo: $PY is missing; run 'make venv' (or 'make demo') first" >&2; exit 2; }
@@ -134,7 +137,8 @@ set +e
 "$PY" "$REPO/scripts/demo_run.py" \
   --api "http://127.0.0.1:$API_PORT" \
   --sandbox "http://127.0.0.1:$SANDBOX_PORT" --sandbox-key "$SANDBOX_KEY" \
-  --dag-id "$DAG_ID" --timeout "$TIMEOUT" --logs "$LOGS"
+  --dag-id "$DAG_ID" --timeout "$TIMEOUT" --logs "$LOGS" \
+  --conf "$( [ "$DAG_ID" = omni_viber_sms_failover ] && printf '{"backend": "%s"}' "$BACKEND" || echo '{}')"
 RC=$?
 set -e
 

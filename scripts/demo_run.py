@@ -154,7 +154,8 @@ def task_instances(api: Api, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     return sorted(tis, key=lambda ti: (ti.get("start_date") or "~", ti["task_id"], ti.get("map_index", -1)))
 
 
-def _ti_name(ti: dict[str, Any]) -> str:
+def ti_name(ti: dict[str, Any]) -> str:
+    """A task instance's name: its task id, with ``[map_index]`` when mapped."""
     index = ti.get("map_index", -1)
     return ti["task_id"] if index in (-1, None) else f"{ti['task_id']}[{index}]"
 
@@ -165,7 +166,7 @@ def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for ti in task_instances(api, dag_id, run_id):
-            name, state = _ti_name(ti), ti.get("state")
+            name, state = ti_name(ti), ti.get("state")
             if state and seen.get(name) != state:
                 seen[name] = state
                 say(f"  {name:<24} {state}")
@@ -182,9 +183,12 @@ def xcom(api: Api, dag_id: str, run_id: str, task_id: str) -> Any:
     """Return the ``return_value`` XCom of a task, or None when there is none."""
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
     response = api.call("GET", path)
-    if response.status_code != 200:
-        return None
-    value = response.json().get("value")
+    return xcom_value(response.json()) if response.status_code == 200 else None
+
+
+def xcom_value(entry: dict[str, Any]) -> Any:
+    """The value of an XCom entry of the REST API (JSON text decoded, as Airflow 3 returns it)."""
+    value = entry.get("value")
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -200,7 +204,7 @@ def print_task_table(tis: list[dict[str, Any]]) -> None:
     for ti in tis:
         duration = ti.get("duration")
         shown = f"{duration:.1f}s" if isinstance(duration, int | float) else "-"
-        print(f"  {_ti_name(ti):<26} {ti.get('state') or '-':<16} {shown:>9}")
+        print(f"  {ti_name(ti):<26} {ti.get('state') or '-':<16} {shown:>9}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:

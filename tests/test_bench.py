@@ -61,6 +61,7 @@ def test_quick_run_writes_every_section(quick_report: str) -> None:
         LARGE,
         "6. A million from a file",
         "7. The delivery sensor's tracker at a million",
+        "8. Capacity of a triggerer: deferred waits versus poke sensors",
     ):
         assert f"## {title}" in quick_report
     assert "This section failed" not in quick_report

@@ -676,7 +676,7 @@ def test_401_is_auth_error_with_one_request_and_a_fix(
     assert requests_mock.call_count == 1
     assert caught.value.status_code == 401
     assert caught.value.error_code == "UNAUTHORIZED"
-    for hint in ("API key", "Password field", "expired", BASE, "omni-failover:*", "message:send"):
+    for hint in ("API key", "Password field", "expired", BASE, "the scope omni-failover:manage"):
         assert hint in message
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -19,6 +19,9 @@ from airflow_provider_omni.exceptions import (
 from airflow_provider_omni.hooks import _auth
 from airflow_provider_omni.hooks import omni as omni_module
 from airflow_provider_omni.hooks.omni import OmniHook
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 BASE = "https://abc123.api.infobip.com"
 API_KEY = "Async-Secret-Key-11223344"
@@ -220,3 +223,27 @@ async def test_connection_is_fetched_asynchronously(
     await hook.aget_reports(bulk_id="b1")
     assert calls == ["omni_async"]
     assert hook.base_url == BASE
+
+
+def test_hooks_with_the_same_trust_share_one_tls_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A triggerer runs a hook per wait: one SSL context (the CA store, ~0.5 MiB) per trust, not per hook;
+    a CA bundle rewritten on disk gets a new one."""
+    from airflow_provider_omni.hooks.omni import _tls_verification
+    from tests.tls_certs import make_tls_files
+
+    def settings(conn_id: str, **extra: Any) -> Any:
+        connection = {"conn_type": "infobip_omni", "host": "https://x.api.infobip.com", "password": "k" * 20}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({**connection, "extra": extra}))
+        return OmniHook(conn_id).settings
+
+    first, second = _tls_verification(settings("tls_a")), _tls_verification(settings("tls_b"))
+    assert first is second
+    assert _tls_verification(settings("tls_off", verify_ssl=False)) is False
+    bundle = make_tls_files(tmp_path).ca
+    with_bundle = _tls_verification(settings("tls_ca", ca_bundle=str(bundle)))
+    assert with_bundle is not first
+    assert _tls_verification(settings("tls_ca2", ca_bundle=str(bundle))) is with_bundle
+    bundle.write_bytes(bundle.read_bytes() + b"\n")  # renewed: read again
+    assert _tls_verification(settings("tls_ca3", ca_bundle=str(bundle))) is not with_bundle

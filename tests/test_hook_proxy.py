@@ -329,6 +329,7 @@ def test_https_proxy_variable_tunnels_https(https_sandbox, tls_files, proxy, mon
     reason="Airflow 2.11 has no api-server: its webserver's Test goes through the proxy in "
     "test_ui_connection_form_fab.py",
 )
+@pytest.mark.timeout(420)  # migrate (120 s at most) + health (HEALTHY_WITHIN) + the test
 def test_test_connection_of_the_api_server_goes_through_the_proxy(
     tmp_path_factory: pytest.TempPathFactory, omni_sandbox: OmniSandbox, auth_proxy: ForwardProxy
 ) -> None:

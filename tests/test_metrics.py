@@ -116,7 +116,7 @@ class StatsdListener:
             self.lines.extend(data.decode().splitlines())
             self._last_at = time.monotonic()
 
-    def wait_quiet(self, seconds: float = 0.5, timeout: float = 10.0) -> None:
+    def wait_quiet(self, seconds: float = 2.0, timeout: float = 20.0) -> None:
         """Wait until nothing has arrived for ``seconds`` (what was sent is in)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() - self._last_at < seconds and time.monotonic() < deadline:
@@ -222,7 +222,7 @@ def test_a_poking_wait_sends_the_counters_of_the_send_and_of_the_outcome(
 def test_a_deferred_wait_counts_its_outcome_once_and_every_poll_of_the_trigger(
     statsd: StatsdListener, omni_sandbox: Any, omni_connection: str, airflow_db: None, tmp_path: Path
 ) -> None:
-    omni_sandbox.admin.configure(time_scale=30)  # the silent persona needs ~2 s: the wait really defers
+    omni_sandbox.admin.configure(time_scale=10)  # the silent persona needs ~6.5 s: the wait really defers
 
     result = run_dag_with_statsd(statsd, "omni_metrics_deferred", "deferrable", tmp_path)
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.dag,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(420),  # migrate (120 s at most) + health (HEALTHY_WITHIN) + the test
     pytest.mark.skipif(
         not AIRFLOW_V_3_1_PLUS, reason=f"Airflow {AIRFLOW_SERIES} has no deadline alerts (they came with 3.1)"
     ),
@@ -118,7 +118,9 @@ def airflow(omni_connection: str, tmp_path: Path) -> Iterator[Airflow]:
         health = {"api-server": f"{url}/api/v2/monitor/health"}
         health["scheduler"] = f"http://127.0.0.1:{health_port}/health"
         for name, health_url in health.items():
-            airflow_processes.wait_healthy(processes[name], health_url, home / f"{name}.log", timeout=90)
+            airflow_processes.wait_healthy(
+                processes[name], health_url, home / f"{name}.log", timeout=airflow_processes.HEALTHY_WITHIN
+            )
         yield Airflow(url, home, airflow_processes.api_session(url))
     finally:
         for process in processes.values():

@@ -7,6 +7,11 @@ other bulks, restarts from the stored state, rebuilds from the logs, and a hand-
 ground truth comes from the model.  Invariants: no outcome is ever counted above the truth (nobody is
 counted twice), "all final" is only said when the summary equals the truth, and once everything is
 final and read, the summary equals the truth.
+
+The same run on the Messages API backend: its reports (``destination``, ``VIBER_BM``, no price) read
+through the provider's mapping, no logs to read or rebuild from, and a deferrable wait that consumes
+nothing before the hand-over.  A lost answer is then lost for good: the summary never guesses (nobody
+counted above the truth, "all final" never said early), and with no answer lost it equals the truth.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_omni.messages_api import report_record
 from airflow_provider_omni.models import DeliveryReport, OmniLog
 from airflow_provider_omni.outcome import DeliveryTracker
 
@@ -91,6 +97,24 @@ def record(
     return model.model_validate(body)
 
 
+def messages_api_report(dest: Destination, channel: str, status: str, message_id: str) -> DeliveryReport:
+    """The Messages API's delivery result for one step, read the way the hook reads it."""
+    body: dict[str, Any] = {
+        "event": "DELIVERY",
+        "bulkId": BULK,
+        "messageId": message_id,
+        "destination": dest.number,
+        "sender": "Brand",
+        "channel": "VIBER_BM" if channel == "VIBER" else channel,
+        "status": {**STATUS[status], "description": ""},
+        "error": ERROR if status in ("undeliverable", "expire", "reject") else {"id": 0, "name": "NO_ERROR"},
+        "messageCount": 1,
+        "sentAt": "2026-11-29T10:00:00.000+0000",
+        "doneAt": "2026-11-29T10:00:05.000+0000",
+    }
+    return DeliveryReport.model_validate(report_record(body))
+
+
 @st.composite
 def sends(draw: st.DrawFn) -> tuple[tuple[str, ...], list[Destination], set[str]]:
     flow = draw(st.sampled_from(FLOWS))
@@ -117,8 +141,13 @@ def sends(draw: st.DrawFn) -> tuple[tuple[str, ...], list[Destination], set[str]
     return flow, destinations, styles
 
 
-def reports_of(dest: Destination, styles: set[str]) -> list[tuple[int, Any]]:
+def reports_of(dest: Destination, styles: set[str], backend: str = "omni") -> list[tuple[int, Any]]:
     """Every report of a destination with the time it becomes available, in order."""
+    if backend == "messages_api":
+        return [
+            (t, messages_api_report(dest, r.channel, _kind(r), r.message_id))
+            for t, r in reports_of(dest, styles)
+        ]
     if dest.refused:
         return [(0, record(DeliveryReport, dest, dest.steps[0].channel, "refused", dest.message_id))]
     found: list[tuple[int, Any]] = []
@@ -133,6 +162,12 @@ def reports_of(dest: Destination, styles: set[str]) -> list[tuple[int, Any]]:
         if index == len(dest.steps) - 1 or "per_step" in styles:
             found.append((step.end, record(DeliveryReport, dest, step.channel, step.kind, step.message_id)))
     return found
+
+
+def _kind(report: DeliveryReport) -> str:
+    """The model's status kind of an OMNI-shaped report."""
+    assert report.status is not None
+    return next(k for k, v in STATUS.items() if v["id"] == report.status.id)
 
 
 def log_rows(destinations: list[Destination], now: int, styles: set[str]) -> list[Any]:
@@ -176,12 +211,19 @@ class Run:
     """The sensor (or, after a hand-over, the trigger) consuming reports and logs of one send."""
 
     def __init__(
-        self, flow: tuple[str, ...], destinations: list[Destination], styles: set[str], xcom: dict
+        self,
+        flow: tuple[str, ...],
+        destinations: list[Destination],
+        styles: set[str],
+        xcom: dict,
+        backend: str = "omni",
     ) -> None:
         self.flow, self.destinations, self.styles, self.xcom = flow, destinations, styles, xcom
+        self.backend = backend
         self.now = 0
+        self.lost = 0
         self.queue = sorted(
-            ((t, n, r) for n, d in enumerate(destinations) for t, r in reports_of(d, styles)),
+            ((t, n, r) for n, d in enumerate(destinations) for t, r in reports_of(d, styles, backend)),
             key=lambda item: (item[0], item[1]),
         )
         self.handed_out: list[Any] = []
@@ -199,6 +241,7 @@ class Run:
         for item in ready:
             self.queue.remove(item)
         reports = [r for _, _, r in ready]
+        self.lost += bool(lost and reports)
         if not lost:
             self.handed_out.extend(reports)
             self.current.ingest_many(reports)
@@ -233,6 +276,33 @@ class Run:
             return self.tracker.summary()
         return self.tracker.complete_summary(self.trigger.summary())
 
+    def act(self, action: str, data: Any) -> None:
+        """Play one drawn action (on the Messages API there are no logs, and a deferrable wait
+        consumes nothing before the hand-over)."""
+        if action == "advance":
+            self.now += data.draw(st.integers(1, 15))
+        elif action in ("poll", "lost_poll"):
+            self.poll(data.draw(st.integers(1, 5)), lost=action == "lost_poll")
+        elif action == "duplicate" and self.handed_out:
+            self.current.ingest(data.draw(st.sampled_from(self.handed_out)))
+        elif action == "logs":
+            self.read_logs()
+        elif action == "other_bulk":
+            stranger = Destination(number=self.destinations[0].number, message_id="other.0")
+            self.current.ingest(
+                record(DeliveryReport, stranger, self.flow[-1], "undeliverable", "other.0", "other")
+            )
+        elif action == "state":
+            self.restart_from_state()
+        elif action == "rebuild":
+            self.rebuild_from_logs()
+        elif action == "defer" and self.trigger is None:
+            if self.backend == "omni":
+                self.hand_over()
+                self.read_logs()  # a trigger starts from the logs
+            elif not self.handed_out and not self.lost:
+                self.hand_over()
+
     def check(self) -> None:
         summary = self.summary()
         outcomes = summary["outcomes"]
@@ -248,6 +318,10 @@ class Run:
 ACTIONS = st.sampled_from(
     ["advance", "poll", "poll", "lost_poll", "duplicate", "logs", "other_bulk", "state", "rebuild", "defer"]
 )
+#: No logs on the Messages API: nothing to read or rebuild from.
+MESSAGES_API_ACTIONS = st.sampled_from(
+    ["advance", "poll", "poll", "lost_poll", "duplicate", "other_bulk", "state", "defer"]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -256,26 +330,7 @@ def test_the_summary_equals_the_truth_and_nobody_is_counted_twice(send, with_bul
     flow, destinations, styles = send
     run = Run(flow, destinations, styles, send_result(destinations, with_bulk_ids))
     for action in data.draw(st.lists(ACTIONS, max_size=25), label="actions"):
-        if action == "advance":
-            run.now += data.draw(st.integers(1, 15))
-        elif action in ("poll", "lost_poll"):
-            run.poll(data.draw(st.integers(1, 5)), lost=action == "lost_poll")
-        elif action == "duplicate" and run.handed_out:
-            run.current.ingest(data.draw(st.sampled_from(run.handed_out)))
-        elif action == "logs":
-            run.read_logs()
-        elif action == "other_bulk":
-            stranger = Destination(number=destinations[0].number, message_id="other.0")
-            run.current.ingest(
-                record(DeliveryReport, stranger, flow[-1], "undeliverable", "other.0", "other")
-            )
-        elif action == "state":
-            run.restart_from_state()
-        elif action == "rebuild":
-            run.rebuild_from_logs()
-        elif action == "defer" and run.trigger is None:
-            run.hand_over()
-            run.read_logs()  # a trigger starts from the logs
+        run.act(action, data)
         run.check()
     # the end: everything is final; the logs are read (a reconcile) and the reports polled
     run.now = max(d.final_at for d in destinations) + 1
@@ -286,3 +341,23 @@ def test_the_summary_equals_the_truth_and_nobody_is_counted_twice(send, with_bul
     assert summary["all_final"]
     assert {c: summary["outcomes"][c] for c in CATEGORIES} == run.truth
     assert summary["rejected_at_send"] == sum(d.refused for d in destinations)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(send=sends(), with_bulk_ids=st.booleans(), data=st.data())
+def test_on_the_messages_api_the_summary_never_guesses_and_equals_the_truth_when_nothing_is_lost(
+    send, with_bulk_ids, data
+):
+    flow, destinations, styles = send
+    styles.discard("per_step_logs")
+    run = Run(flow, destinations, styles, send_result(destinations, with_bulk_ids), backend="messages_api")
+    for action in data.draw(st.lists(MESSAGES_API_ACTIONS, max_size=25), label="actions"):
+        run.act(action, data)
+        run.check()
+    run.now = max(d.final_at for d in destinations) + 1
+    run.poll(10_000, lost=False)
+    run.check()
+    summary = run.summary()
+    if not run.lost:
+        assert summary["all_final"]
+        assert {c: summary["outcomes"][c] for c in CATEGORIES} == run.truth

@@ -139,6 +139,9 @@ def test_legacy_form_widgets_agree_with_conn_fields(monkeypatch: pytest.MonkeyPa
         "default_scenario_name": "StringField",
         "default_viber_validity_minutes": "IntegerField",
         "default_sms_validity_minutes": "IntegerField",
+        "backend": "StringField",
+        "viber_sender": "StringField",
+        "sms_sender": "StringField",
         "text_footer": "StringField",
     }
     for name, field in widgets.items():
@@ -147,6 +150,8 @@ def test_legacy_form_widgets_agree_with_conn_fields(monkeypatch: pytest.MonkeyPa
         assert field.kwargs["default"] == CONN_FIELDS[name]["schema"].get("default")
     enum = [v for v in widgets["auth_type"].kwargs["validators"] if type(v).__name__ == "AnyOf"]
     assert enum[0].values == ["api_key", "basic", "oauth2"]
+    backends = [v for v in widgets["backend"].kwargs["validators"] if type(v).__name__ == "AnyOf"]
+    assert backends[0].values == ["omni", "messages_api"]
 
 
 def test_legacy_ui_field_behaviour_agrees() -> None:

@@ -79,7 +79,7 @@ def test_a_deferred_wait_is_finished_by_a_real_triggerer_process(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    omni_sandbox.admin.configure(time_scale=30)  # the silent persona needs ~2 s: the wait really defers
+    omni_sandbox.admin.configure(time_scale=10)  # the silent persona needs ~6.5 s: the wait really defers
     leave_triggers_to_a_triggerer(monkeypatch)
     caplog.set_level("INFO")
     started = time.monotonic()

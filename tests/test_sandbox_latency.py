@@ -3,6 +3,7 @@ that measure the concurrency and pace of sends (``sends()``, ``max_in_flight``).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -78,7 +79,7 @@ def test_the_latency_per_destination_scales_with_the_bulk(omni_sandbox: Any, cli
 
 
 def test_concurrent_sends_wait_side_by_side(omni_sandbox: Any, client: Client) -> None:
-    omni_sandbox.admin.configure(request_latency=0.5)
+    omni_sandbox.admin.configure(request_latency=2)  # long enough for all four to arrive on a slow machine
     barrier = threading.Barrier(4)
     statuses: list[int] = []
 
@@ -99,15 +100,15 @@ def test_concurrent_sends_wait_side_by_side(omni_sandbox: Any, client: Client) -
 
 
 def test_the_token_and_admin_routes_are_not_delayed(omni_sandbox: Any) -> None:
-    omni_sandbox.admin.configure(request_latency=5)
+    omni_sandbox.admin.configure(request_latency=30)
     form = {"grant_type": "client_credentials", "client_id": "sandbox", "client_secret": "sandbox-key"}
-    token = requests.post(f"{omni_sandbox.url}/auth/1/oauth2/token", data=form, timeout=2)
+    token = requests.post(f"{omni_sandbox.url}/auth/1/oauth2/token", data=form, timeout=10)
     assert token.status_code == 200, token.text
-    assert requests.get(f"{omni_sandbox.url}/_sandbox/stats", timeout=2).status_code == 200
+    assert requests.get(f"{omni_sandbox.url}/_sandbox/stats", timeout=10).status_code == 200
 
 
 def test_a_reset_forgets_a_send_still_waiting(omni_sandbox: Any, client: Client) -> None:
-    omni_sandbox.admin.configure(request_latency=2)
+    omni_sandbox.admin.configure(request_latency=6)  # the time to see it arrive and reset
     errors: list[Exception] = []
 
     def send() -> None:
@@ -205,3 +206,12 @@ def test_the_command_refuses_bad_latencies(
             main(["--port", "0", flag, value])
         assert exited.value.code == 2
         assert flag in capsys.readouterr().err
+
+
+def test_the_listening_socket_says_tcp_so_that_asyncio_turns_nagle_off() -> None:
+    # asyncio's own loop (uvicorn without uvloop, as on Airflow 2.11) sets TCP_NODELAY only on sockets
+    # whose proto is IPPROTO_TCP; with proto 0 every answer waited for a delayed ACK (~40 ms), which made
+    # the Schemathesis runs 9x slower there
+    with OmniSandbox() as sandbox:
+        assert sandbox._socket is not None
+        assert sandbox._socket.proto == socket.IPPROTO_TCP

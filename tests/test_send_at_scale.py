@@ -8,6 +8,7 @@ import gzip
 import itertools
 import json
 import re
+import statistics
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -181,17 +182,26 @@ def test_the_record_of_every_bulk_is_kept_when_bulks_go_out_at_once(
 
 
 def test_max_messages_per_second_is_the_rate_infobip_sees(omni_sandbox: Any, scenario_key: str) -> None:
-    rate = 2000.0
+    """The pace, not the machine, sets the rate here: at 500/s the in-process sandbox's own work is
+    small even on a loaded CI machine (at 2,000/s with three Airflow suites on 2 cores the sandbox's
+    CPU held the send at ~1,750/s).  The 2,000/s over 30 s figure is the benchmark's (section 5)."""
+    rate, batch = 500.0, 50
     make_operator(
-        scenario_key, numbers(6000), batch_size=200, max_in_flight=4, max_messages_per_second=rate
+        scenario_key, numbers(1500), batch_size=batch, max_in_flight=4, max_messages_per_second=rate
     ).execute(context(1, FakeStore()))
 
     sends = sorted(omni_sandbox.admin.sends(), key=lambda s: s["received"])
     assert len(sends) == 30
-    # the rate over the send: what went out before the last bulk, over the time until it went out
-    span = sends[-1]["received"] - sends[0]["received"]
-    measured = sum(s["destinations"] for s in sends[:-1]) / span
+    # the rate: the slope of destinations sent so far against the time each bulk arrived (a fit, so
+    # that one late arrival, such as the first one's connection, does not set it)
+    sent_before = list(itertools.accumulate((s["destinations"] for s in sends), initial=0))[:-1]
+    measured = statistics.linear_regression([s["received"] for s in sends], sent_before).slope
     assert measured == pytest.approx(rate, rel=0.1), f"{measured:.0f}/s for a limit of {rate:.0f}/s"
+    # and no second of it carries more than the limit (two bulks of slack for where the second starts
+    # and for arrivals a loaded machine bunches up)
+    for first in sends:
+        in_second = [s for s in sends if first["received"] <= s["received"] < first["received"] + 1.0]
+        assert sum(s["destinations"] for s in in_second) <= rate + 2 * batch
 
 
 def test_a_429_pauses_the_whole_send_not_one_request(
@@ -213,7 +223,7 @@ def test_a_429_pauses_the_whole_send_not_one_request(
     assert "Infobip answered 429: the whole send pauses" in logs()
     for refused in throttled:
         during_pause = [
-            s for s in sends if refused["answered"] + 0.1 < s["received"] < refused["answered"] + 0.9
+            s for s in sends if refused["answered"] + 0.3 < s["received"] < refused["answered"] + 0.9
         ]
         assert not during_pause, f"{len(during_pause)} request(s) went out during the pause"
 

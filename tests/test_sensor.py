@@ -155,7 +155,7 @@ def test_every_report_style_gives_the_same_outcomes(omni_sandbox, omni_connectio
 
 
 def test_intermediate_and_viber_failure_reports_do_not_end_the_wait(omni_sandbox, omni_connection):
-    omni_sandbox.admin.configure(report_style=["per_step", "intermediate"])
+    omni_sandbox.admin.configure(report_style=["per_step", "intermediate"], time_scale=0)
     # Viber (no Viber: fails at once) and SMS validity of an hour: the SMS of the silent one stays pending
     hook = OmniHook()
     result = send(hook, ["41793026726", "41793026729"], viber_validity=3600, sms_validity=3600)
@@ -183,6 +183,7 @@ def test_intermediate_and_viber_failure_reports_do_not_end_the_wait(omni_sandbox
 
 
 def test_only_the_awaited_bulk_is_consumed(omni_sandbox, omni_connection):
+    omni_sandbox.admin.configure(time_scale=0)  # only advance() moves time: pending stays pending
     hook = OmniHook()
     key = scenario_key(hook)
     mine = send(hook, ["41793026720", "41793026729"], "wait.mine", viber_validity=3600, key=key)
@@ -200,6 +201,7 @@ def test_only_the_awaited_bulk_is_consumed(omni_sandbox, omni_connection):
 
 
 def test_at_most_one_report_request_per_unfinished_bulk_per_poke(omni_sandbox, omni_connection):
+    omni_sandbox.admin.configure(time_scale=0)  # only advance() moves time: pending stays pending
     hook = OmniHook()
     key = scenario_key(hook)
     done_bulk = send(hook, ALL_PERSONAS[:3], "wait.quick", key=key)
@@ -219,6 +221,7 @@ def test_at_most_one_report_request_per_unfinished_bulk_per_poke(omni_sandbox, o
 
 
 def test_a_new_process_restores_what_was_consumed_without_reading_logs(omni_sandbox, omni_connection):
+    omni_sandbox.admin.configure(time_scale=0)  # only advance() moves time: pending stays pending
     hook = OmniHook()
     result = send(hook, ["41793026720", "41793026729"], viber_validity=3600, sms_validity=3600)
     omni_sandbox.admin.advance(seconds=30)
@@ -243,6 +246,7 @@ def test_a_new_process_restores_what_was_consumed_without_reading_logs(omni_sand
 
 def _consume_some(omni_sandbox: Any, store: FakeStateStore) -> dict[str, Any]:
     """Send to every persona with long validities and let a first sensor consume the early reports."""
+    omni_sandbox.admin.configure(time_scale=0)  # only advance() moves time: pending stays pending
     hook = OmniHook()
     result = send(hook, ALL_PERSONAS, viber_validity=3600, sms_validity=3600)
     omni_sandbox.admin.advance(seconds=30)
@@ -513,8 +517,8 @@ def test_poke_reschedule_and_deferrable_give_the_same_summary(
 ):
     from test_branch import failover_dag
 
-    # slower simulated time: the silent persona needs ~2 s, so the sensors really have to wait
-    omni_sandbox.admin.configure(time_scale=30)
+    # slower simulated time: the silent persona needs ~6.5 s, so the sensors really have to wait
+    omni_sandbox.admin.configure(time_scale=10)
     caplog.set_level("INFO")
     summaries = {}
     for name, options in {

@@ -40,8 +40,9 @@ def error_of(path: Path | str, **kwargs: Any) -> OmniValidationError:
     return caught.value
 
 
-def phone(number: str, **extra: str) -> dict[str, Any]:
-    return {"to": {"phoneNumber": number}, **extra}
+def phone(number: str, **extra: str) -> str | dict[str, Any]:
+    """A CSV row as read: the bare number, or a destination when the row has a message id."""
+    return {"to": {"phoneNumber": number}, **extra} if extra else number
 
 
 # -- CSV -----------------------------------------------------------------------------------------------

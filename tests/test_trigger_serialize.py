@@ -28,6 +28,8 @@ AWAY_FROM_DEFAULT: dict[str, Any] = {
     "refused": {"counts": {"a.b1": 2}, "message_ids": {"a.b1": ["a.b1.7"]}, "unattributed": ["x.1"]},
     "delivered_to_operator": {"a.b1": [[1_800_000_000.5, "EUR", 0.01, "AAAAAAAAAAE="]]},
     "accept_delivered_to_operator_after": 3600.0,
+    "backend": "messages_api",
+    "state": {"version": 2, "buckets": {}},
 }
 
 

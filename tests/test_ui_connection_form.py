@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(420),  # migrate (120 s at most) + health (HEALTHY_WITHIN) + the test
     pytest.mark.skipif(
         not AIRFLOW_V_3_0_PLUS, reason="Airflow 2 has the Flask UI: tests/test_ui_connection_form_fab.py"
     ),

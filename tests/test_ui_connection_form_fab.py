@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(420),  # migrate (120 s at most) + health (HEALTHY_WITHIN) + the test
     pytest.mark.skipif(
         AIRFLOW_V_3_0_PLUS, reason="Airflow 3 has the React UI: tests/test_ui_connection_form.py"
     ),
@@ -132,6 +132,8 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
 
         # Standard fields: relabelled, with placeholders; schema, port and Extra are hidden.
         for name, label in UI_FIELD_BEHAVIOUR["relabeling"].items():
+            # the page's script relabels the fields once loaded: wait for it, then check
+            page.locator(f"label[for={name}]", has_text=label).wait_for(state="visible")
             assert page.locator(f"label[for={name}]").inner_text().strip() == label, name
             assert page.locator(f"#{name}").is_visible(), name
         for name, placeholder in UI_FIELD_BEHAVIOUR["placeholders"].items():
@@ -174,6 +176,8 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
         assert page.locator(_field("connect_timeout")).input_value() == "5"
         assert page.locator(_field("read_timeout")).input_value() == "12"
         assert page.locator(_field("verify_ssl")).is_checked()
+        # relabelled by the page's script once loaded (CI once read "Host" before it ran)
+        page.locator("label[for=host]", has_text="Base URL").wait_for(state="visible")
         assert page.locator("label[for=host]").inner_text().strip() == "Base URL"
     except Exception:
         page.screenshot(path=str(artifacts_dir / "connection-form-airflow-2.11-failure.png"), full_page=True)
@@ -192,6 +196,8 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
         "default_scenario_key",
         "default_scenario_name",
         "text_footer",
+        "viber_sender",
+        "sms_sender",
     }
     assert extra["proxy_password"] == "***"  # the REST API redacts it
     assert extra["auth_type"] == "api_key"
@@ -201,6 +207,7 @@ def test_add_connection_form_shows_our_fields_then_test_and_save(
     assert int(extra["max_retries"]) == 3
     assert extra["verify_ssl"] is True
     assert extra["show_full_numbers"] is False
+    assert extra["backend"] == "omni"
 
 
 def test_test_button_reports_a_wrong_api_key(

@@ -57,7 +57,7 @@ def full_numbers_in(text: str) -> list[str]:
 def test_a_deferrable_wait_shows_no_full_number(
     omni_sandbox, omni_connection, run_dag, task_states, caplog, capsys, tmp_path, monkeypatch
 ):
-    omni_sandbox.admin.configure(time_scale=30)  # the silent persona needs ~2 s: the wait really defers
+    omni_sandbox.admin.configure(time_scale=10)  # the silent persona needs ~6.5 s: the wait really defers
     seen_kwargs: list[dict[str, Any]] = []
     seen_events: list[Any] = []
     serialize = OmniDeliveryReportTrigger.serialize

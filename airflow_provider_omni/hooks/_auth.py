@@ -180,6 +180,9 @@ def _proxy_url(url_value: Any, password: Any) -> str | None:
     return parts._replace(netloc=netloc).geturl()
 
 
+_SENDERS = ("viber_sender", "sms_sender")
+
+
 def _message_defaults(pick: Callable[[str], Any]) -> dict[str, Any]:
     """Read the extras that stand in for task arguments: default scenario, validities and footer."""
     key = _optional(pick("default_scenario_key"), lambda value: str(value).strip())
@@ -193,7 +196,13 @@ def _message_defaults(pick: Callable[[str], Any]) -> dict[str, Any]:
         for extra in ("default_viber_validity_minutes", "default_sms_validity_minutes")
     }
     footer = pick("text_footer")
+    backend = str(pick("backend") or "omni").strip().lower().replace("-", "_")
+    if backend not in ("omni", "messages_api"):
+        raise ValueError(f"connection extra 'backend' is {backend!r}; it must be 'omni' or 'messages_api'")
+    senders = {name: _optional(pick(name), lambda value: str(value).strip()) for name in _SENDERS}
     return {
+        "backend": backend,
+        **senders,
         "default_scenario_key": key,
         "default_scenario_name": name,
         **validities,
@@ -330,6 +339,9 @@ class ConnectionSettings:
     default_viber_validity_minutes: int | None = None
     default_sms_validity_minutes: int | None = None
     text_footer: str | None = None
+    backend: str = "omni"
+    viber_sender: str | None = None
+    sms_sender: str | None = None
 
     @classmethod
     def build(

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SEND_PATH = "/omni/1/advanced"
+#: The Messages API's send: the same never-retried-after-ambiguity rule as OMNI's.
+MESSAGES_SEND_PATH = "/messages-api/1/messages"
 RETRY_AFTER_CAP = 60.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
@@ -177,6 +179,7 @@ _SCOPES = {
     "/omni/1/advanced": "message:send or omni-failover:message:send",
     "/omni/1/reports": "message:send or omni-failover:message:send",
     "/omni/1/logs": "omni-failover:logs:read or omni-failover:manage",
+    "/messages-api/1/": "message:send, messages-api:message:send or messages-api:manage",
 }
 
 
@@ -202,7 +205,7 @@ class RequestInfo:
 
     @property
     def is_send(self) -> bool:
-        return self.method == "POST" and self.path == SEND_PATH
+        return self.method == "POST" and self.path in (SEND_PATH, MESSAGES_SEND_PATH)
 
     @property
     def label(self) -> str:
@@ -322,8 +325,8 @@ def _unauthorized_message(info: RequestInfo, summary: str) -> str:
     return (
         f"Infobip refused the credentials of connection {info.conn_id!r} for {info.label} (401 {summary}): "
         f"{fix}. Also check that the Base URL {info.base_url} is your account's personal base URL "
-        "(xxxxx.api.infobip.com, shown in the Infobip portal) and that the key has the scopes "
-        "omni-failover:* / message:send."
+        f"(xxxxx.api.infobip.com, shown in the Infobip portal) and that the key has the scope "
+        f"{_scope_for(info.path)}."
     )
 
 
@@ -333,10 +336,15 @@ def server_error(
     """Return the error for a 5xx or a transport failure, uncertain for a send."""
     if info.is_send:
         bulk = f"bulkId {info.bulk_id!r}" if info.bulk_id else "its message ids"
+        check = (
+            f"The Messages API has no logs to look it up in: check its delivery reports or the Infobip "
+            f"portal by {bulk} before sending again."
+            if info.path == MESSAGES_SEND_PATH
+            else f"Check GET /omni/1/logs by {bulk} before sending again."
+        )
         return OmniSendUncertainError(
             f"{what} while sending {info.label} on {info.base_url}: the message MAY have been sent. "
-            f"It was not retried, to avoid a duplicate. Check GET /omni/1/logs by {bulk} before "
-            "sending again.",
+            f"It was not retried, to avoid a duplicate. {check}",
             bulk_id=info.bulk_id,
             status_code=status_code,
             error_code=code,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import ssl
 import threading
 import time
@@ -19,11 +21,12 @@ from pydantic.alias_generators import to_camel
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from airflow_provider_omni import __version__
+from airflow_provider_omni import __version__, messages_api
 from airflow_provider_omni.exceptions import (
     OmniAuthError,
     OmniError,
     OmniSendUncertainError,
+    OmniServerError,
     OmniValidationError,
 )
 from airflow_provider_omni.get_provider_info import (
@@ -52,6 +55,15 @@ from airflow_provider_omni.hooks._http import (
     redact,
     results_object,
 )
+from airflow_provider_omni.messages_api import (
+    MESSAGES_PATH,
+    VALIDATE_PATH,
+    Backend,
+    MessageTemplate,
+    Senders,
+    resolve_backend,
+)
+from airflow_provider_omni.messages_api import REPORTS_PATH as MESSAGES_REPORTS_PATH
 from airflow_provider_omni.models import (
     AdvancedBulk,
     BulkAcceptance,
@@ -89,6 +101,9 @@ REPORTS_PATH = "/omni/1/reports"
 LOGS_PATH = "/omni/1/logs"
 MAX_RESULTS = 1000
 _MAX_ERRORS_IN_MESSAGE = 20
+#: The message id Test Connection filters the Messages API's reports by: no send uses it, so the
+#: call takes no one's report.
+_CONNECTION_TEST_MESSAGE_ID = "airflow-provider-omni-connection-test"
 _LOGGED_NUMBERS = 3
 
 M = TypeVar("M", bound=BaseModel)
@@ -1078,7 +1093,7 @@ class OmniHook(BaseHook):
             self._scrub(
                 f"Infobip answered {info.label} on {info.base_url} with HTTP 2xx, but the answer does not "
                 f"match the request: {problem}. The message MAY have been sent; it was not retried, to "
-                f"avoid a duplicate. Check GET /omni/1/logs by bulkId {info.bulk_id!r} before sending again."
+                f"avoid a duplicate. {_look_up_advice(info)}"
             ),
             bulk_id=info.bulk_id,
         )
@@ -1123,6 +1138,140 @@ class OmniHook(BaseHook):
             else:
                 reason = f"{err.error_count()} field(s) of it are unreadable"
         raise self._unmatched_answer(info, reason)
+
+    # -- the Messages API backend --------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The connection's ``backend`` extra (OMNI when unset); a task's own argument wins over it."""
+        return resolve_backend(None, self.settings.backend)
+
+    def senders(self, viber: str | None = None, sms: str | None = None) -> Senders:
+        """The Messages API senders: the task's, else the connection's ``viber_sender``/``sms_sender``."""
+        settings = self.settings
+        return Senders(viber=viber or settings.viber_sender, sms=sms or settings.sms_sender)
+
+    def send_messages_api_bulk(self, bulk: AdvancedBulk, template: MessageTemplate) -> BulkAcceptance:
+        """Send one bulk through ``POST /messages-api/1/messages``, with the rule of
+        :meth:`send_advanced_bulk`: never retried after an ambiguous failure
+        (:class:`OmniSendUncertainError` with ``bulk_id``), and the answer must list the bulk id and
+        exactly the bulk's message ids.
+
+        :param bulk: the bulk, planned and validated as for OMNI.
+        :param template: the send's request without destinations (:func:`~airflow_provider_omni.
+            messages_api.message_template`).
+        """
+        info = self._info("POST", MESSAGES_PATH, idempotent=False, bulk_id=bulk.bulk_id)
+        content = self._request_content(
+            info, data=messages_api.bulk_body(template, bulk), read=raw_body, messages=bulk.size
+        )
+        return self._messages_api_acceptance(content, info, bulk)
+
+    def send_messages_api(
+        self, request: OmniAdvancedRequest | Mapping[str, Any], senders: Senders
+    ) -> BulkAcceptance:
+        """Send one message (an OMNI request: ``viber``, ``sms``, destinations, a ``bulk_id``) through the
+        Messages API, validated first, with the rule of :meth:`send_messages_api_bulk`.
+
+        :param request: the message, as for :meth:`send_advanced` (it must have a ``bulk_id``).
+        :param senders: the sender of each step (:meth:`senders`).
+        """
+        bulk, template = self._messages_api_request(request, senders)
+        return self.send_messages_api_bulk(bulk, template)
+
+    async def asend_messages_api(
+        self, request: OmniAdvancedRequest | Mapping[str, Any], senders: Senders
+    ) -> BulkAcceptance:
+        """Async :meth:`send_messages_api` (httpx), for notifiers run by the triggerer."""
+        await self._asettings()
+        bulk, template = self._messages_api_request(request, senders)
+        info = self._info("POST", MESSAGES_PATH, idempotent=False, bulk_id=bulk.bulk_id)
+        content = await self._arequest_content(
+            info, data=messages_api.bulk_body(template, bulk), read=raw_body
+        )
+        return self._messages_api_acceptance(content, info, bulk)
+
+    def _messages_api_request(
+        self, request: OmniAdvancedRequest | Mapping[str, Any], senders: Senders
+    ) -> tuple[AdvancedBulk, MessageTemplate]:
+        message, _, _ = self._prepare_send(request)
+        if not message.bulk_id:
+            raise OmniValidationError(
+                "bulk_id: needed for a Messages API send (it names the request if the answer is lost)",
+                validation_errors={"bulk_id": ["required"]},
+            )
+        fields = AdvancedBulk.fields_of(message)
+        fields.pop("scenarioKey", None)
+        template = messages_api.message_template(fields, senders)
+        destinations = [to_payload(d) for d in message.destinations]
+        return AdvancedBulk.build(fields, message.bulk_id, destinations), template  # type: ignore[arg-type]
+
+    def _messages_api_acceptance(
+        self, content: bytes, info: RequestInfo, bulk: AdvancedBulk
+    ) -> BulkAcceptance:
+        """Check the answer like OMNI's, but an answer without ``bulkId`` (optional in this API's
+        document) is matched by its message ids alone."""
+        try:
+            acceptance = messages_api.acceptance_from_json(content)
+        except ValidationError:
+            return self._read_acceptance(content, info)  # raises, saying why
+        if acceptance.bulk_id is None and acceptance.messages:
+            acceptance = replace(acceptance, bulk_id=bulk.bulk_id)
+        problem = acceptance.mismatch(bulk)
+        if problem:
+            raise self._unmatched_answer(info, problem)
+        return acceptance
+
+    def validate_messages_api(self, template: MessageTemplate, bulk: AdvancedBulk) -> dict[str, Any]:
+        """Check one bulk with ``POST /messages-api/1/messages/validate`` (Infobip's deep check of every
+        failover step; nothing is sent). Limited to 10 requests a second: validate once per send shape.
+
+        :return: the answer (``description``, ``action``, ``skippableViolations``).
+        :raises OmniValidationError: with Infobip's violations by field, when it would be refused.
+        """
+        info = self._info("POST", VALIDATE_PATH, idempotent=True)
+        data: dict[str, Any] = self._request_content(
+            info, data=messages_api.bulk_body(template, bulk), read=json_object
+        )
+        return data
+
+    def get_messages_api_reports(
+        self, bulk_id: str | None = None, message_id: str | None = None, limit: int = MAX_RESULTS
+    ) -> list[DeliveryReport]:
+        """Pull Messages API delivery reports (one GET), read as OMNI reports (``to``, ``VIBER``).
+
+        Handed out once and never again (this API has no logs): keep what you get.
+
+        :param bulk_id: only this bulk's reports (always filter).
+        :param message_id: only this message's reports.
+        :param limit: at most this many (1 .. 1000).
+        """
+        params = reports_params(bulk_id, message_id, limit, None)
+        data = self._request("GET", MESSAGES_REPORTS_PATH, params=params, read=results_object)
+        return self._messages_api_reports(data, bulk_id, message_id)
+
+    async def aget_messages_api_reports(
+        self, bulk_id: str | None = None, message_id: str | None = None, limit: int = MAX_RESULTS
+    ) -> list[DeliveryReport]:
+        """Async :meth:`get_messages_api_reports` (httpx), for triggers."""
+        params = reports_params(bulk_id, message_id, limit, None)
+        data = await self._arequest(MESSAGES_REPORTS_PATH, params, results_object)
+        return self._messages_api_reports(data, bulk_id, message_id)
+
+    def _messages_api_reports(
+        self, data: dict[str, Any], bulk_id: str | None, message_id: str | None
+    ) -> list[DeliveryReport]:
+        try:
+            reports = messages_api.reports_from_json(data, bulk_id)
+        except ValidationError as err:
+            raise OmniServerError(
+                f"Infobip's answer to GET {MESSAGES_REPORTS_PATH} has {err.error_count()} unreadable "
+                "field(s); the reports it held are consumed and cannot be read again"
+            ) from None
+        self.log.debug(
+            "Pulled %d Messages API report(s) (bulkId %s, messageId %s)", len(reports), bulk_id, message_id
+        )
+        return reports
 
     # -- reports and logs ---------------------------------------------------------------------
 
@@ -1259,18 +1408,24 @@ class OmniHook(BaseHook):
     # -- connection test and UI form ----------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Make one cheap authenticated call (``GET /omni/1/scenarios?limit=1``); never raises."""
+        """Make one cheap authenticated call and never raise: ``GET /omni/1/scenarios?limit=1``, or on
+        the Messages API backend ``GET /messages-api/1/reports`` filtered by a message id no send uses
+        (so that it consumes no report)."""
         try:
             self._settings = None
             self.__dict__.pop("session", None)
-            scenarios = self.list_scenarios(limit=1)
+            if self.backend is Backend.MESSAGES_API:
+                self.get_messages_api_reports(message_id=_CONNECTION_TEST_MESSAGE_ID, limit=1)
+                found = "the Messages API answers"
+            else:
+                found = f"{len(self.list_scenarios(limit=1))} scenario(s) visible"
         except OmniError as err:
             return False, self._scrub(str(err))
         except Exception as err:
             return False, self._scrub(f"{type(err).__name__}: {err}")
         proxy = self.settings.proxy_display
         through = f" through the proxy {proxy}" if proxy else ""
-        return True, f"Connected to {self.base_url}{through}: {len(scenarios)} scenario(s) visible"
+        return True, f"Connected to {self.base_url}{through}: {found}"
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -1328,13 +1483,41 @@ class OmniHook(BaseHook):
         }
 
 
+def _look_up_advice(info: RequestInfo) -> str:
+    if info.path == MESSAGES_PATH:
+        return (
+            f"The Messages API has no logs: check its reports or the Infobip portal by bulkId "
+            f"{info.bulk_id!r} before sending again."
+        )
+    return f"Check GET /omni/1/logs by bulkId {info.bulk_id!r} before sending again."
+
+
 def _tls_verification(settings: ConnectionSettings) -> ssl.SSLContext | bool:
     """Return httpx's ``verify`` for the connection: False, or an SSL context trusting the CA bundle
-    (or the default store, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` honoured as httpx does)."""
+    (or the default store, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` honoured as httpx does).
+
+    The context is shared by every hook of the process with the same trust (a triggerer runs a hook
+    per wait, and a context holding the system's CA store takes about half a MiB); a CA bundle that
+    changes on disk gets a new one."""
     if not settings.verify_ssl:
         return False
     if settings.ca_bundle:
-        return ssl.create_default_context(cafile=settings.ca_bundle)
+        try:
+            stat = os.stat(settings.ca_bundle)
+            version: tuple[float, int] = (stat.st_mtime, stat.st_size)
+        except OSError:
+            version = (0.0, -1)  # let ssl raise its own error, naming the file
+        return _shared_tls_context(settings.ca_bundle, version, None, None)
+    return _shared_tls_context(None, None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_tls_context(
+    ca_bundle: str | None, version: tuple[float, int] | None, cert_file: str | None, cert_dir: str | None
+) -> ssl.SSLContext:
+    """One SSL context per trust (a CA bundle and its version, or the environment's store)."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
     return httpx.create_ssl_context(verify=True, trust_env=True)
 
 

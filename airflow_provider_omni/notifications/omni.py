@@ -95,9 +95,14 @@ class OmniNotifier(BaseNotifier):
     :param bulk_id_prefix: prefix of the deterministic bulk id.
     :param context: the callback's context, which Airflow 3.1+ passes to an awaited notifier (a
         deadline alert's ``AsyncCallback``); ignored before 3.1.
+    :param backend: ``omni`` or ``messages_api`` (Viber first, the SMS step in ``failover``, no
+        scenario); default the connection's ``backend`` extra.  The Messages API has no logs, so a
+        repeated callback cannot be recognised there: it notifies again.
+    :param viber_sender: the Viber sender on the Messages API (default the connection's ``viber_sender``).
+    :param sms_sender: the SMS sender on the Messages API (default the connection's ``sms_sender``).
     """
 
-    template_fields: Sequence[str] = ("scenario_key", "destinations", "viber_text", "sms_text")
+    template_fields: Sequence[str] = ("scenario_key", "destinations", "viber_text", "sms_text", "backend")
 
     def __init__(
         self,
@@ -112,6 +117,9 @@ class OmniNotifier(BaseNotifier):
         bulk_id_prefix: str = _BULK_PREFIX,
         footer: str | None = None,
         context: Context | None = None,
+        backend: str | None = None,
+        viber_sender: str | None = None,
+        sms_sender: str | None = None,
     ) -> None:
         if HAS_ASYNC_NOTIFIER:
             super().__init__(context=context)
@@ -126,6 +134,15 @@ class OmniNotifier(BaseNotifier):
         self.sms_validity_minutes = sms_validity_minutes
         self.bulk_id_prefix = bulk_id_prefix
         self.footer = footer
+        self.backend = backend
+        self.viber_sender = viber_sender
+        self.sms_sender = sms_sender
+
+    @property
+    def _on_messages_api(self) -> bool:
+        from airflow_provider_omni.messages_api import Backend, resolve_backend
+
+        return resolve_backend(self.backend, self.hook.settings.backend) is Backend.MESSAGES_API
 
     @cached_property
     def hook(self) -> OmniHook:
@@ -176,6 +193,12 @@ class OmniNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         """Send the notification once for this callback (skip when its bulk is already in the logs)."""
         bulk_id = notification_bulk_id(context, self.bulk_id_prefix, self.hook.namespace)
+        if self._on_messages_api:
+            request = self.build_request(bulk_id)
+            with self._warn_when_uncertain(bulk_id):
+                self.hook.send_messages_api(request, self.hook.senders(self.viber_sender, self.sms_sender))
+            self._log_sent(request, None)
+            return
         request = self.build_request(bulk_id, self.hook.resolve_scenario_key(self.scenario_key))
         if self.hook.get_logs(bulk_id=bulk_id, limit=1):
             self.log.info("Notification %s was already sent; not sending it again", bulk_id)
@@ -190,6 +213,12 @@ class OmniNotifier(BaseNotifier):
         # thread, so that it does not block the triggerer's event loop and every trigger on it
         hook = await asyncio.to_thread(lambda: self.hook)
         bulk_id = notification_bulk_id(context, self.bulk_id_prefix, await hook.aget_namespace())
+        if await asyncio.to_thread(lambda: self._on_messages_api):
+            request = self.build_request(bulk_id)
+            with self._warn_when_uncertain(bulk_id):
+                await hook.asend_messages_api(request, hook.senders(self.viber_sender, self.sms_sender))
+            self._log_sent(request, None)
+            return
         # a default scenario name is looked up with the sync client: in a worker thread
         scenario_key = await asyncio.to_thread(hook.resolve_scenario_key, self.scenario_key)
         request = self.build_request(bulk_id, scenario_key)
@@ -207,18 +236,18 @@ class OmniNotifier(BaseNotifier):
             yield
         except OmniSendUncertainError:
             self.log.warning(
-                "Notification %s may or may not have gone out (ambiguous failure); a repeated callback "
-                "will find it in the logs",
+                "Notification %s may or may not have gone out (ambiguous failure); on OMNI a repeated "
+                "callback finds it in the logs, on the Messages API (no logs) it would send it again",
                 bulk_id,
             )
             raise
 
-    def _log_sent(self, request: OmniAdvancedRequest, response: OmniResponse) -> None:
+    def _log_sent(self, request: OmniAdvancedRequest, response: OmniResponse | None) -> None:
         """Log the notification that Infobip accepted (numbers shortened unless the connection says)."""
         full = self.hook.show_full_numbers
         numbers = ", ".join(shorten_phone_number(d.to.phone_number, full=full) for d in request.destinations)
         self.log.info("Sent notification %s to %s", request.bulk_id, numbers)
-        if response.bulk_id and response.bulk_id != request.bulk_id:
+        if response is not None and response.bulk_id and response.bulk_id != request.bulk_id:
             self.log.debug("Infobip answered with bulk id %s", response.bulk_id)
 
 

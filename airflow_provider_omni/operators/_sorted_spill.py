@@ -83,9 +83,12 @@ class RecordFile:
             self._write_block()
 
     def extend(self, records: Iterable[Record]) -> None:
-        """Add every record of ``records`` at the end."""
-        for record in records:
-            self.append(record)
+        """Add every record of ``records`` at the end (a block at a time, as :meth:`append` would)."""
+        for block in chunks(records, BLOCK):
+            self._block += block
+            self._count += len(block)
+            if len(self._block) >= BLOCK and (self._path is not None or len(self._block) > self._keep):
+                self._write_block()
 
     def finish(self) -> RecordFile:
         """Write what is still buffered (when the records already went to a file); return self."""
@@ -132,7 +135,8 @@ class SortedSpill:
     """Records added in any order, read back sorted (tuples compare field by field).
 
     :param run_size: records sorted in memory at once (default :data:`RUN_SIZE`); a spill never
-        holds more in memory than that, plus one block per run while merging.
+        holds more in memory than that (plus the last :meth:`add_many`'s records), plus one block per
+        run while merging.
     """
 
     def __init__(self, run_size: int | None = None) -> None:
@@ -155,6 +159,15 @@ class SortedSpill:
         """Add one record."""
         self._buffer.append(record)
         self._count += 1
+        if len(self._buffer) >= self.run_size:
+            self._spill()
+
+    def add_many(self, records: Iterable[Record]) -> None:
+        """Add every record of ``records`` (the buffer may pass ``run_size`` by as many before a run
+        goes to disk)."""
+        count = len(self._buffer)
+        self._buffer += records
+        self._count += len(self._buffer) - count
         if len(self._buffer) >= self.run_size:
             self._spill()
 

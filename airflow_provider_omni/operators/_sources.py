@@ -63,9 +63,9 @@ def iter_rows(source: DestinationFile) -> Iterator[tuple[int, Any]]:
     """Yield each destination of the file with its line in the file (1-based).
 
     For CSV the header is line 1, so the first destination is line 2; blank lines are skipped but
-    counted.  A CSV row becomes ``{"to": {"phoneNumber": ...}}`` (with ``messageId`` when the file has
-    that column and the row a value); a JSON line is a phone number (a string or a whole number, given
-    as text) or a destination object, returned as is.
+    counted.  A CSV row becomes its phone number as text, or ``{"to": {"phoneNumber": ...},
+    "messageId": ...}`` when the file has that column and the row a value; a JSON line is a phone
+    number (a string or a whole number, given as text) or a destination object, returned as is.
 
     :raises OmniValidationError: the file does not exist, its format is unknown, or a row cannot be
         read (naming its line).
@@ -182,7 +182,7 @@ def _lines(handle: TextIO) -> Iterator[str]:
 # -- CSV ---------------------------------------------------------------------------------------------
 
 
-def _csv_rows(lines: Iterable[str], column: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_rows(lines: Iterable[str], column: str | None) -> Iterator[tuple[int, str | dict[str, Any]]]:
     """Yield ``(line, destination)`` for each row under the header; nothing for an empty file."""
     reader = csv.reader(lines)
     header: list[str] | None = None
@@ -212,8 +212,8 @@ def _csv_records(reader: Any) -> Iterator[list[str]]:
         yield cells
 
 
-def _is_blank(cells: Sequence[str]) -> bool:
-    return not any(cell.strip() for cell in cells)
+def _is_blank(cells: list[str]) -> bool:
+    return not "".join(cells).strip()
 
 
 def _phone_column(header: Sequence[str], column: str | None, line: int) -> int:
@@ -250,14 +250,15 @@ def _listed(header: Sequence[str]) -> str:
 
 def _csv_destination(
     cells: Sequence[str], header: Sequence[str], phone: int, message_id: int, line: int
-) -> dict[str, Any]:
+) -> str | dict[str, Any]:
+    """The row's phone number, or a destination with it and the row's message id (no dict per row
+    for the usual campaign file: numbers only)."""
     number = _cell(cells, phone)
     if not number:
         raise _error(f"column {header[phone]!r} is empty", line=line)
-    destination: dict[str, Any] = {"to": {"phoneNumber": number}}
     if message_id >= 0 and (value := _cell(cells, message_id)):
-        destination["messageId"] = value
-    return destination
+        return {"to": {"phoneNumber": number}, "messageId": value}
+    return number
 
 
 def _cell(cells: Sequence[str], index: int) -> str:

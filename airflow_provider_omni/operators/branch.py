@@ -107,9 +107,12 @@ class OmniDeliveryBranchOperator(BaseBranchOperator):
     :param pending_task_ids: task id(s) when destinations were still pending at the sensor's timeout
         (``succeed_on_timeout=True``); by default those go to ``failed_task_ids``.
     :param follow_all_matching: follow every branch that has at least one destination.
+    :param backend: the backend of the send (``omni`` or ``messages_api``), as the other parts take it;
+        the sensor's summary and this rule are the same on both, so it only names the backend in the
+        log (another name is refused).  Templated.
     """
 
-    template_fields: Sequence[str] = ("summary",)
+    template_fields: Sequence[str] = ("summary", "backend")
     ui_color = "#7360f2"
 
     def __init__(
@@ -121,9 +124,11 @@ class OmniDeliveryBranchOperator(BaseBranchOperator):
         summary: Any,
         pending_task_ids: str | Iterable[str] | None = None,
         follow_all_matching: bool = False,
+        backend: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.backend = backend
         self.viber_task_ids = _ids(viber_task_ids)
         self.sms_fallback_task_ids = _ids(sms_fallback_task_ids)
         self.failed_task_ids = _ids(failed_task_ids)
@@ -133,6 +138,12 @@ class OmniDeliveryBranchOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Context) -> list[str]:
         """Return the task ids to follow for the rendered summary."""
+        if self.backend:
+            from airflow_provider_omni.messages_api import resolve_backend
+
+            self.log.info(
+                "Branching on the outcome of a send through %s", resolve_backend(self.backend).value
+            )
         summary = parse_xcom_value(self.summary)
         if not isinstance(summary, Mapping):
             raise ValueError(f"summary must be the delivery sensor's summary dict, got {summary!r:.300}")

@@ -80,9 +80,12 @@ class OmniCreateScenarioOperator(BaseOperator):
     :param update_if_different: update a same-name scenario whose flow differs, instead of creating
         another one.
     :param omni_conn_id: the Airflow connection to Infobip.
+    :param backend: ``omni``, or ``messages_api``, which has no scenarios (each request carries its
+        flow): then nothing is created, the task says so and returns None (which the send ignores on
+        that backend), so one DAG runs on either.  Default the connection's ``backend`` extra (templated).
     """
 
-    template_fields: Sequence[str] = ("name", "flow", "omni_conn_id")
+    template_fields: Sequence[str] = ("name", "flow", "omni_conn_id", "backend")
     template_fields_renderers = {"flow": "json"}
     ui_color = "#f2e6ff"
 
@@ -94,9 +97,11 @@ class OmniCreateScenarioOperator(BaseOperator):
         default: bool = False,
         update_if_different: bool = False,
         omni_conn_id: str = _DEFAULT_CONN_ID,
+        backend: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.backend = backend
         self.name = name
         self.flow = flow
         self.default = default
@@ -110,8 +115,17 @@ class OmniCreateScenarioOperator(BaseOperator):
 
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> str | None:
+        from airflow_provider_omni.messages_api import Backend, resolve_backend
+
         steps = parse_flow(self.flow)
+        if resolve_backend(self.backend, self.hook.settings.backend) is Backend.MESSAGES_API:
+            self.log.warning(
+                "Not needed on the Messages API backend: each request carries its flow (Viber, then the "
+                "SMS step in failover), so no scenario was created; the senders come from the send's "
+                "viber_sender / sms_sender (or the connection's)"
+            )
+            return None
         if not self.name or not str(self.name).strip():
             raise OmniValidationError("name: a scenario needs a name to be found again by the next run")
         scenario = self.hook.get_or_create_scenario(

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from itertools import islice
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_omni.hooks.omni import OmniHook
+    from airflow_provider_omni.messages_api import Backend, MessageTemplate
     from airflow_provider_omni.models import (
         AdvancedBulk,
         BulkAcceptance,
@@ -394,6 +395,11 @@ class _DestinationChecks:
         self.duplicates: list[tuple[int, str]] = []
         self.duplicate_count = 0
 
+    @property
+    def where(self) -> Callable[[int], str]:
+        """How a destination is named by its position."""
+        return self._where
+
     def add_invalid(self, err: ValidationError, positions: Sequence[int], items: Sequence[Any]) -> None:
         """Note the errors of one bulk's validation (``positions`` and ``items`` in body order)."""
         bad: set[int] = set()
@@ -614,6 +620,16 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         one request, and the pause grows while 429s follow one another.
     :param progress_interval: seconds between the progress lines in the task log (sent / total,
         rate, time left); 0 for none.
+    :param backend: ``omni`` (``/omni/1/advanced`` with a scenario) or ``messages_api``
+        (``/messages-api/1/messages``: ``VIBER_BM`` first, the SMS step in ``failover``, no scenario;
+        validities 10 seconds to 48 hours, longer ones refused).  Default the connection's
+        ``backend`` extra, else ``omni`` (templated).  On the Messages API an ambiguous POST cannot be
+        looked up (no logs): it fails the task with ``OmniSendUncertainError`` and is never sent again
+        unless ``resend_unconfirmed``; a dry run asks Infobip's ``/messages/validate``.
+    :param viber_sender: the Viber sender on the Messages API backend; default the connection's
+        ``viber_sender`` (templated).
+    :param sms_sender: the SMS sender on the Messages API backend; default the connection's
+        ``sms_sender`` (templated).
     """
 
     template_fields: Sequence[str] = (
@@ -631,6 +647,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         "omni_conn_id",
         "send_dry_run",
         "footer",
+        "backend",
+        "viber_sender",
+        "sms_sender",
     )
     template_fields_renderers = {"viber": "json", "sms": "json", "destinations": "py"}
     ui_color = "#e6f0ff"
@@ -670,9 +689,16 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_messages_per_second: float | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        backend: str | None = None,
+        viber_sender: str | None = None,
+        sms_sender: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.backend = backend
+        self.viber_sender = viber_sender
+        self.sms_sender = sms_sender
+        self._messages_template: MessageTemplate | None = None
         self.scenario_key = scenario_key
         self.destinations = destinations
         self.destinations_path = destinations_path
@@ -712,9 +738,38 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     @cached_property
+    def resolved_backend(self) -> Backend:
+        """``backend``, else the connection's ``backend`` extra, else OMNI."""
+        from airflow_provider_omni.messages_api import resolve_backend
+
+        return resolve_backend(self.backend, self.hook.settings.backend)
+
+    @property
+    def _on_messages_api(self) -> bool:
+        from airflow_provider_omni.messages_api import Backend
+
+        return self.resolved_backend is Backend.MESSAGES_API
+
+    @cached_property
     def resolved_scenario_key(self) -> str | None:
-        """``scenario_key``, else the connection's default scenario; None: the account's default."""
+        """``scenario_key``, else the connection's default scenario; None: the account's default (and
+        always None on the Messages API, whose flow is written into each request)."""
+        if self._on_messages_api:
+            if self.scenario_key:
+                self.log.warning(
+                    "scenario_key %s is not used: on the Messages API backend the flow (Viber, then SMS) "
+                    "is written into each request",
+                    self.scenario_key,
+                )
+            return None
         return self.hook.resolve_scenario_key(str(self.scenario_key) if self.scenario_key else None)
+
+    @property
+    def _template(self) -> MessageTemplate:
+        """The Messages API request of this send without bulk id and destinations (made by :meth:`plan`)."""
+        if self._messages_template is None:
+            raise AssertionError("plan() makes the Messages API template first")  # pragma: no cover
+        return self._messages_template
 
     def render_template(
         self,
@@ -764,6 +819,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         bulk_label = self._label(context)
         stand_in = _ids.bulk_id(bulk_label, "0" * _ids.SEND_KEY_LENGTH, ()) + ".r99"
         fields = self._request_fields(stand_in)
+        if self._on_messages_api:
+            self._messages_template = self._template_of(fields)
         key, key_error = self._send_key_or_error(context)
         checks = _DestinationChecks(self._show, self._mask, where)
         spill = SortedSpill()
@@ -781,6 +838,14 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         spill.drop_runs()
         give_back_free_memory()  # what validating and sorting used, before the bulks go
         return SendPlan(key, bulk_label, fields, entries.finish(), total=len(entries), spill=spill)
+
+    def _template_of(self, fields: dict[str, Any]) -> MessageTemplate:
+        """Translate the validated request-wide fields for the Messages API (raises
+        OmniValidationError naming the field: a missing sender, a validity over 48 hours)."""
+        from airflow_provider_omni.messages_api import message_template
+
+        senders = self.hook.senders(self.viber_sender or None, self.sms_sender or None)
+        return message_template(fields, senders)
 
     def _spill_valid(
         self,
@@ -810,6 +875,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             except ValidationError as err:
                 checks.add_invalid(err, positions, items)
                 continue
+            if self._on_messages_api:
+                _require_phone_numbers(positions, destinations, checks.where)
             if not checks.invalid_count:
                 for position, destination in zip(positions, destinations, strict=True):
                     _spill_destination(spill, key, position, destination)
@@ -1008,18 +1075,18 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         before, to_send = earlier.count(plan)
         pending = earlier.pending(plan.entries)
         self.log.info(
-            "Sending to %d of %d destinations in bulks of at most %d (scenario %s, send %s, try %s)%s",
+            "Sending to %d of %d destinations in bulks of at most %d (%s, send %s, try %s)%s",
             to_send,
             plan.total,
             self.batch_size,
-            self.resolved_scenario_key or "<account default>",
+            self._flow_source,
             plan.key,
             try_number,
             f"; {plan.total - to_send} already taken or in doubt" if to_send < plan.total else "",
         )
         accepted, rejected = self._send_pending(plan, pending, to_send, ledger)
         if earlier.uncertain:
-            raise self._still_uncertain(earlier.uncertain)
+            raise self._still_uncertain(earlier.uncertain, rest_sent=True)
         ledger.mark_complete()
         counts = Tally(plan.total, before.accepted + accepted, before.rejected + rejected, before.removed)
         return self._result(plan, ledger, counts)
@@ -1030,23 +1097,25 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
 
         from airflow_provider_omni.privacy import shorten_numbers
 
-        flow = self._scenario_flow()
+        flow = self._template.flow if self._on_messages_api else self._scenario_flow()
         bulks: list[dict[str, Any]] = []
         for bulk in self._bulks(plan, plan.entries, set()):
             if not bulks:
-                body = json.dumps(json.loads(bulk.request.body), ensure_ascii=False)
+                body = json.dumps(json.loads(self._wire_body(bulk)), ensure_ascii=False)
                 self.log.info(
-                    "Dry run: the first request would be POST /omni/1/advanced with %s",
+                    "Dry run: the first request would be POST %s with %s",
+                    self._send_path,
                     body if self._full_numbers else shorten_numbers(body),
                 )
+                self._validate_on_infobip(bulk)
             bulks.append(
                 {"bulk_id": bulk.bulk_id, "accepted": 0, "rejected": 0, "destinations": len(bulk.members)}
             )
         self.log.info(
-            "Dry run: %d destination(s) in %d bulk(s), scenario %s (%s); bulk ids: %s%s. Nothing was sent.",
+            "Dry run: %d destination(s) in %d bulk(s), %s (%s); bulk ids: %s%s. Nothing was sent.",
             plan.total,
             len(bulks),
-            self.resolved_scenario_key or "<account default>",
+            self._flow_source,
             " -> ".join(flow),
             ", ".join(b["bulk_id"] for b in bulks[:5]),
             f" and {len(bulks) - 5} more" if len(bulks) > 5 else "",
@@ -1060,6 +1129,40 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             send_key=plan.key,
         )
         return {**xcom, "bulks": bulks, "dry_run": True, "flow": list(flow)}
+
+    @property
+    def _send_path(self) -> str:
+        from airflow_provider_omni.hooks._http import MESSAGES_SEND_PATH, SEND_PATH
+
+        return MESSAGES_SEND_PATH if self._on_messages_api else SEND_PATH
+
+    @property
+    def _flow_source(self) -> str:
+        """Where the flow comes from, for log lines."""
+        if self._on_messages_api:
+            return "Messages API, " + " -> ".join(self._template.channels)
+        return f"scenario {self.resolved_scenario_key or '<account default>'}"
+
+    def _wire_body(self, bulk: Bulk) -> bytes:
+        """The body the bulk's POST would carry on this backend."""
+        from airflow_provider_omni.messages_api import bulk_body
+
+        return bulk_body(self._template, bulk.request) if self._on_messages_api else bulk.request.body
+
+    def _validate_on_infobip(self, bulk: Bulk) -> None:
+        """On the Messages API, have Infobip check the first bulk (``/messages/validate``: every failover
+        step, unknown fields); its skippable violations are logged, a refusal raises OmniValidationError.
+        The other bulks differ only in their destinations, checked here already."""
+        if not self._on_messages_api:
+            return
+        answer = self.hook.validate_messages_api(self._template, bulk.request)
+        skippable = answer.get("skippableViolations") or []
+        self.log.info(
+            "Dry run: Infobip's /messages-api/1/messages/validate accepted the first request%s",
+            "; skippable: " + "; ".join(f"{v.get('property')}: {v.get('violation')}" for v in skippable)
+            if skippable
+            else "",
+        )
 
     def _message_ids(self, plan: SendPlan) -> dict[str, str] | None:
         """Message id -> number (shortened unless full numbers are wanted), for small sends only."""
@@ -1101,8 +1204,28 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             return earlier
         if try_number is not None and try_number <= 1:
             return earlier  # a first try: nothing can have gone out before
+        if self._on_messages_api:
+            return self._earlier_tries_unknown()
         self.log.info("No record of earlier tries in the task state store; looking them up in the logs")
         return self._find_earlier_in_logs(plan, ledger)
+
+    def _earlier_tries_unknown(self) -> EarlierTries:
+        """A retry on the Messages API with no record of the earlier tries (no task state store): they
+        cannot be looked up (no logs), so nothing is sent unless ``resend_unconfirmed``."""
+        if self.resend_unconfirmed:
+            self.log.warning(
+                "No record of earlier tries and no logs on the Messages API: sending to everyone "
+                "(resend_unconfirmed=True), so destinations an earlier try reached get the message again"
+            )
+            return EarlierTries()
+        raise OmniSendUncertainError(
+            "This retry cannot tell what the earlier try sent: there is no task state store (Airflow "
+            "before 3.3, or it was cleared) and the Messages API has no logs to look the bulks up in. "
+            "Nothing was sent. Check the earlier try's log and Infobip's reports, then either leave "
+            "it, or set resend_unconfirmed=True to send to everyone again (duplicates possible), or "
+            "a new resend_key.",
+            bulk_id=None,
+        )
 
     def _resolve_records(self, ledger: SendLedger) -> EarlierTries:
         """Settle the records of earlier tries, one by one: in-doubt requests are looked up in the logs."""
@@ -1123,13 +1246,22 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         if self._read_logs_of(record):
             return
         waited = now - record.at
+        if self._on_messages_api:  # nothing to look it up in: only the user may choose to send it again
+            if self.resend_unconfirmed:
+                record.state, record.source = NOT_SENT, _UNCONFIRMED
+            else:
+                record.state = UNCERTAIN
+            return
         if waited >= self._horizon_seconds():
             record.state, record.source = NOT_SENT, f"absent from the logs {waited:.0f} s after its POST"
         else:
             record.state = UNCERTAIN
 
     def _read_logs_of(self, record: BulkRecord) -> bool:
-        """Look one request up in ``/omni/1/logs`` by its bulk id; fill ``record`` when it is there."""
+        """Look one request up in ``/omni/1/logs`` by its bulk id; fill ``record`` when it is there
+        (never on the Messages API: it has no logs)."""
+        if self._on_messages_api:
+            return False
         rows = self.hook.get_logged_messages(bulk_id=record.bulk_id, limit=MAX_BATCH_SIZE)
         if not rows:
             return False
@@ -1236,7 +1368,7 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         if run.error is not None:
             raise run.error
         if run.uncertain:
-            raise self._still_uncertain(run.uncertain)
+            raise self._still_uncertain(run.uncertain, rest_sent=False)
         return run.accepted, run.rejected
 
     def _submit(
@@ -1294,15 +1426,19 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
         """POST one bulk (in a worker thread) and fill ``record`` from the answer; an ambiguous
         failure is looked up in the logs.  Raises the OmniError of a request refused before processing."""
         try:
-            acceptance = self.hook.send_advanced_bulk(bulk.request)
+            if self._on_messages_api:
+                acceptance = self.hook.send_messages_api_bulk(bulk.request, self._template)
+            else:
+                acceptance = self.hook.send_advanced_bulk(bulk.request)
         except OmniSendUncertainError as err:
             metrics.incr(metrics.SEND_AMBIGUOUS, 1, metrics.task_tags(self))
             self.log.warning(
-                "bulk %d/%d (%s): the send failed ambiguously (%s); looking it up in the logs",
+                "bulk %d/%d (%s): the send failed ambiguously (%s)%s",
                 bulk.number,
                 count,
                 bulk.bulk_id,
                 err,
+                "" if self._on_messages_api else "; looking it up in the logs",
             )
             try:
                 self._confirm(record)
@@ -1317,8 +1453,9 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             metrics.count_bulk_taken(record.accepted, record.rejected, metrics.task_tags(self))
 
     def _confirm(self, record: BulkRecord) -> None:
-        """Look an ambiguous request up in the logs a few times; leave it uncertain when not found."""
-        for delay in self.confirm_delays:
+        """Look an ambiguous request up in the logs a few times; leave it uncertain when not found
+        (on the Messages API, which has no logs, at once)."""
+        for delay in () if self._on_messages_api else self.confirm_delays:
             if delay > 0:
                 time.sleep(delay)
             if self._read_logs_of(record):
@@ -1348,16 +1485,31 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             name = status_name(message.get("status"))
             record.refused.append(self._rejection(to, message.get("messageId"), name, bulk.bulk_id))
 
-    def _still_uncertain(self, records: Sequence[BulkRecord]) -> OmniSendUncertainError:
+    def _still_uncertain(self, records: Sequence[BulkRecord], *, rest_sent: bool) -> OmniSendUncertainError:
+        """The error of a try that leaves ``records`` in doubt; ``rest_sent``: every other bulk went out
+        (an earlier try's doubt), else this try stopped sending at the first one."""
+        rest = (
+            "Everything else is sent and recorded."
+            if rest_sent
+            else "Nothing new was sent after it in this try (the bulks already in flight were recorded); "
+            "the next try sends the rest."
+        )
         horizon = self._horizon_seconds()
         ids = ", ".join(record.bulk_id for record in records)
         until = max(record.at for record in records) + horizon
         when = datetime.fromtimestamp(until).astimezone().isoformat(timespec="seconds")
+        if self._on_messages_api:
+            return OmniSendUncertainError(
+                f"{len(records)} bulk(s) may or may not have gone out: {ids}. The Messages API has no logs "
+                "to look them up in, so they are never sent again by this task: check Infobip's reports "
+                "or portal by these bulk ids, and set resend_unconfirmed=True only to send them again "
+                f"(duplicates possible). {rest}",
+                bulk_id=records[0].bulk_id,
+            )
         return OmniSendUncertainError(
             f"{len(records)} bulk(s) may or may not have gone out: {ids}. They are not sent again: the "
             f"next try of this task looks them up in /omni/1/logs first, and sends them only when they are "
-            f"still absent after the horizon ({horizon:.0f} s after the failed POST, i.e. {when}). "
-            "Everything else is sent and recorded.",
+            f"still absent after the horizon ({horizon:.0f} s after the failed POST, i.e. {when}). {rest}",
             bulk_id=records[0].bulk_id,
         )
 
@@ -1402,6 +1554,8 @@ class OmniSendAdvancedMessageOperator(BaseOperator):
             send_key=plan.key,
             sent_at=ledger.started_at,
         )
+        if self._on_messages_api:
+            xcom.update(backend=self.resolved_backend.value, flow=list(self._template.flow))
         if counts.removed:
             self.log.warning(
                 "%d destination(s) taken by an earlier try are no longer in the list: they got the "
@@ -1533,6 +1687,20 @@ _DERIVED, _GIVEN, _PROBE = 0, 1, 2
 _STAND_IN_KEY = "0" * _ids.SEND_KEY_LENGTH
 
 
+def _require_phone_numbers(
+    positions: Sequence[int], destinations: Sequence[DestinationShape], where: Callable[[int], str]
+) -> None:
+    """Refuse, before anything is sent, a destination without a phone number on the Messages API."""
+    for position, destination in zip(positions, destinations, strict=True):
+        if not (destination.get("to") or {}).get("phoneNumber"):
+            name = f"{where(position)}.to.phoneNumber"
+            raise OmniValidationError(
+                f"{name}: needed on the Messages API backend (its Viber and SMS steps go to a phone "
+                "number); nothing was sent",
+                validation_errors={name: ["required on the Messages API backend"]},
+            )
+
+
 def _spill_destination(spill: SortedSpill, key: str, position: int, destination: DestinationShape) -> None:
     """Spill one valid destination under its message id (given, or derived from the send key and its
     address); a destination that is only a phone number is kept as that number."""
@@ -1553,11 +1721,8 @@ def _spill_destination(spill: SortedSpill, key: str, position: int, destination:
 
 def _spill_phones(spill: SortedSpill, key: str, positions: Sequence[int], phones: Sequence[str]) -> None:
     """Spill valid bare phone numbers under the message ids derived from them."""
-    add = spill.add
-    for message_id, position, phone in zip(
-        _ids.phone_message_ids(key, phones), positions, phones, strict=True
-    ):
-        add((message_id, position, _DERIVED, phone))
+    ids = _ids.phone_message_ids(key, phones)
+    spill.add_many(zip(ids, positions, repeat(_DERIVED, len(phones)), phones, strict=True))
 
 
 def _unique_entries(records: Iterable[_Spilled], checks: _DestinationChecks) -> Iterator[Entry]:

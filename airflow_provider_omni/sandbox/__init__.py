@@ -81,6 +81,19 @@ nothing is accepted.  A send that fails on its own (400, 401) keeps its real err
     sb.admin.add_fault(endpoint="advanced", answer="empty", process=True, times=1)
     # omni-sandbox --fault 'endpoint=advanced,answer=empty,process=true'
 
+Messages API (Infobip's newer API, a second backend): ``POST /messages-api/1/messages`` (send;
+a message's ``failover[]`` lists the steps after its primary channel, e.g. ``VIBER_BM`` then
+``SMS``, with per-channel destinations in ``byChannel``), ``POST /messages-api/1/messages/validate``
+(checks without sending; 10 requests a second) and ``GET /messages-api/1/reports`` (handed out
+once, kept 48 simulated hours).  Same personas, clock and faults (endpoints ``messages``,
+``messages.validate``, ``messages.reports``); ``VIBER_BM`` behaves as a persona's ``VIBER``.  Errors
+use that API's ``ApiError`` body (``errorCode``, ``description``, ``action``, ``violations`` naming
+each field, ``resources``).  Validity is 10 s to 48 h (more is set to 48 h).  With
+``receiveTriggeredFailoverReports`` a failed step gets its own report before the final one.  The
+setting ``api_key_scopes`` (e.g. ``["omni-failover:manage"]``; default: every scope) makes these
+routes answer 403 unless the key has ``message:send``, ``messages-api:message:send`` or
+``messages-api:manage``.  Messages API messages stay apart from OMNI's reports and logs.
+
 Admin API (``/_sandbox/``: stats, config, personas, faults, clock, reset, requests, sends): it exposes
 phone numbers and the API key.  With an admin token (``OmniSandbox(admin_token=...)``,
 ``--admin-token``, ``admin_token`` in the config file, or ``$OMNI_SANDBOX_ADMIN_TOKEN``) every

@@ -1,7 +1,8 @@
-"""The sandbox's HTTP layer: a FastAPI app for the OMNI and admin routes, wrapped in a small ASGI
-middleware that checks the admin token, counts requests, injects faults (status, latency, dropped
-connections, "process then fail", wrong 2xx answers), checks authentication the way Infobip
-does, delays answers by the configured request latency and records the sends."""
+"""The sandbox's HTTP layer: a FastAPI app for the OMNI, Messages API and admin routes, wrapped in
+a small ASGI middleware that checks the admin token, counts requests, injects faults (status,
+latency, dropped connections, "process then fail", wrong 2xx answers), checks authentication (and,
+for the Messages API, the key's scopes) the way Infobip does, delays answers by the configured
+request latency and records the sends."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from airflow_provider_omni.sandbox import messages_api
+from airflow_provider_omni.sandbox.messages_api import ApiError, api_error_body
 from airflow_provider_omni.sandbox.state import (
     ENDPOINTS,
     Fault,
@@ -94,8 +97,17 @@ def endpoint_of(method: str, path: str) -> str | None:
         ("GET", "/omni/1/reports"): "reports",
         ("GET", "/omni/1/logs"): "logs",
         ("POST", "/auth/1/oauth2/token"): "token",
+        **messages_api.ENDPOINT_PATHS,
     }
     return simple.get((method, path))
+
+
+def error_for(endpoint: str | None, status: int, message_id: str, text: str) -> dict[str, Any]:
+    """Return the error body of ``endpoint``'s API: the Messages API's ``ApiError``, or OMNI's
+    ``requestError`` envelope."""
+    if endpoint in messages_api.ENDPOINTS:
+        return api_error_body(status)
+    return error_body(message_id, text)
 
 
 # -- the middleware --------------------------------------------------------------------------------
@@ -150,10 +162,9 @@ class SandboxMiddleware:
         """Serve an OMNI or token request: faults, then authentication, then the app."""
         fault = self.state.pick_fault(endpoint)
         if fault is None:
-            if self._authenticated(scope, endpoint):
-                await self.app(scope, receive, self._counting(send, endpoint))
-            else:
-                await self._send_json(send, endpoint, 401, UNAUTHORIZED_BODY)
+            if await self._refused(scope, endpoint, send):
+                return
+            await self.app(scope, receive, self._counting(send, endpoint))
             return
         await self._faulty(fault, endpoint, scope, receive, send)
 
@@ -163,6 +174,19 @@ class SandboxMiddleware:
             return False
         return not admin_token_matches(scope, self._admin_token)
 
+    async def _refused(self, scope: Scope, endpoint: str, send: Send) -> bool:
+        """Answer 401 (bad credentials) or 403 (a Messages API call by a key without its scope);
+        return True when it did."""
+        if not self._authenticated(scope, endpoint):
+            body = error_for(endpoint, 401, "UNAUTHORIZED", "Invalid login details")
+            await self._send_json(send, endpoint, 401, body)
+            return True
+        refusal = messages_api.scope_refusal(self.state.config.api_key_scopes)
+        if endpoint in messages_api.ENDPOINTS and refusal is not None:
+            await self._send_json(send, endpoint, 403, refusal.body())
+            return True
+        return False
+
     def _authenticated(self, scope: Scope, endpoint: str) -> bool:
         return endpoint == "token" or self.state.authenticate(_header(scope, b"authorization"))
 
@@ -170,9 +194,9 @@ class SandboxMiddleware:
         """Serve a request on which ``fault`` fires."""
         if fault.answer is None and not fault.process and await self._apply_fault(fault, endpoint, send):
             return
-        if not self._authenticated(scope, endpoint):
-            await self._send_json(send, endpoint, 401, UNAUTHORIZED_BODY)
-        elif fault.answer is not None:
+        if await self._refused(scope, endpoint, send):
+            return
+        if fault.answer is not None:
             await self._wrong_answer(fault, endpoint, scope, receive, send)
         elif fault.process:
             await self._process_then_fail(fault, endpoint, scope, receive, send)
@@ -195,7 +219,7 @@ class SandboxMiddleware:
                         exchange.dropped = True
                         await drop_connection(send)
                         return
-                if exchange.endpoint == "advanced":
+                if exchange.endpoint in ("advanced", "messages"):
                     self._record_send(exchange, int(message["status"]))
             await send(message)
 
@@ -245,7 +269,8 @@ class SandboxMiddleware:
                 headers["Retry-After"] = str(
                     int(retry_after) if float(retry_after).is_integer() else retry_after
                 )
-            await self._send_json(send, endpoint, fault.status, error_body(message_id, text), headers)
+            body = error_for(endpoint, fault.status, message_id, text)
+            await self._send_json(send, endpoint, fault.status, body, headers)
             return True
         return False
 
@@ -278,7 +303,7 @@ class SandboxMiddleware:
         if not 200 <= status < 300:
             await self._send_raw(send, endpoint, status, body, headers)
             return
-        content_type, payload = wrong_answer(str(fault.answer), json.loads(body))
+        content_type, payload = wrong_answer(str(fault.answer), json.loads(body), endpoint)
         await self._send_raw(send, endpoint, 200, payload, [(b"content-type", content_type)])
 
     async def _capture(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -326,9 +351,9 @@ class SandboxMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-def wrong_answer(kind: str, real: dict[str, Any]) -> tuple[bytes, bytes]:
+def wrong_answer(kind: str, real: dict[str, Any], endpoint: str = "advanced") -> tuple[bytes, bytes]:
     """Return the content type and body of the wrong 200 answer ``kind`` (see
-    :data:`~.state.ANSWER_KINDS`) to a send whose real answer is ``real``."""
+    :data:`~.state.ANSWER_KINDS`) to a send (of ``endpoint``) whose real answer is ``real``."""
     if kind == "empty":
         return _JSON, b""
     if kind == "html":
@@ -336,7 +361,11 @@ def wrong_answer(kind: str, real: dict[str, Any]) -> tuple[bytes, bytes]:
     bulk = {"bulkId": real["bulkId"]} if "bulkId" in real else {}
     bodies: dict[str, Callable[[], Any]] = {
         "empty_object": dict,
-        "request_error": lambda: error_body("GENERAL_ERROR", "Something went wrong. Please contact support."),
+        "request_error": lambda: (
+            api_error_body(500)
+            if endpoint == "messages"
+            else error_body("GENERAL_ERROR", "Something went wrong. Please contact support.")
+        ),
         "no_messages": lambda: {**bulk, "messages": []},
         "wrong_bulk_id": lambda: {
             "bulkId": _other_bulk_id(real),
@@ -539,6 +568,7 @@ def create_app(state: SandboxState, admin_token: str | None = None) -> ASGIApp:
         redoc_url=None,
     )
     _add_omni_routes(api, state)
+    _add_messages_api_routes(api, state)
     _add_admin_routes(api, state)
 
     @api.exception_handler(StarletteHTTPException)
@@ -547,6 +577,8 @@ def create_app(state: SandboxState, admin_token: str | None = None) -> ASGIApp:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(api, request))
+        if request.url.path.startswith("/messages-api/"):
+            return _answer(exc.status_code, api_error_body(exc.status_code), headers)
         return _answer(exc.status_code, error_body(message_id, str(exc.detail)), headers)
 
     return SandboxMiddleware(api, state, admin_token)
@@ -657,6 +689,58 @@ def _add_omni_routes(api: FastAPI, state: SandboxState) -> None:
             return state.issue_token(dict(parse_qsl(raw)))
 
         return await _guarded(handle)
+
+
+async def _guarded_api(handler: Callable[[], Awaitable[Any]]) -> Response:
+    """Run a Messages API ``handler``; every refusal or bug becomes the API's ``ApiError`` body."""
+    try:
+        body = await handler()
+    except ApiError as exc:
+        return _answer(exc.status, exc.body(), exc.headers)
+    except SandboxError as exc:
+        error = ApiError.of(exc)
+        return _answer(error.status, error.body(), error.headers)
+    except Exception:
+        log.exception("sandbox bug")
+        return _answer(500, api_error_body(500))
+    return _answer(200, body)
+
+
+def _add_messages_api_routes(api: FastAPI, state: SandboxState) -> None:
+    """``/messages-api/1/messages``, ``.../messages/validate`` and ``.../reports``."""
+
+    @api.post("/messages-api/1/messages")
+    async def send_messages(request: Request) -> Response:
+        async def handle() -> Any:
+            state.check_rate_limit("messages")
+            body = await _json_body(request)
+            exchange = request.scope.get(EXCHANGE)
+            answer = state.messages_api.send(body, accept=not request.scope.get(DRY_RUN, False))
+            if isinstance(exchange, Exchange):
+                exchange.destinations = len(answer["messages"])
+                exchange.bulk_id = answer["bulkId"]
+            return answer
+
+        return await _guarded_api(handle)
+
+    @api.post("/messages-api/1/messages/validate")
+    async def validate_messages(request: Request) -> Response:
+        async def handle() -> Any:
+            state.check_rate_limit("messages.validate")
+            return state.messages_api.validate(await _json_body(request))
+
+        return await _guarded_api(handle)
+
+    @api.get("/messages-api/1/reports")
+    async def messages_reports(request: Request) -> Response:
+        async def handle() -> Any:
+            names = ("bulkId", "messageId", "entityId", "applicationId", "campaignReferenceId")
+            filters = {name: request.query_params.get(name) or None for name in names}
+            filters["channel"] = _enum_param(request, "channel", messages_api.CHANNELS)
+            limit = _int_param(request, "limit", 50, 0, 1000)
+            return state.messages_api.take_reports(filters, limit)
+
+        return await _guarded_api(handle)
 
 
 def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
@@ -771,6 +855,10 @@ def _add_admin_routes(api: FastAPI, state: SandboxState) -> None:
     @api.get("/_sandbox/sends")
     async def sends() -> Response:
         return await admin(lambda: {"sends": state.sends()})
+
+    @api.get("/_sandbox/messages-api/accepted")
+    async def messages_api_accepted() -> Response:
+        return await admin(lambda: {"accepted": state.messages_api.accepted()})
 
 
 def _clock_body(state: SandboxState) -> dict[str, Any]:

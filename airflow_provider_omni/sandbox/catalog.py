@@ -44,6 +44,14 @@ EXPIRED_EXPIRED: dict[str, Any] = {
     "name": "EXPIRED_EXPIRED",
     "description": "Message expired",
 }
+#: The status of a message accepted by the Messages API (its send answer's example).
+MESSAGE_ACCEPTED: dict[str, Any] = {
+    "groupId": 1,
+    "groupName": "PENDING",
+    "id": 26,
+    "name": "MESSAGE_ACCEPTED",
+    "description": "Message sent to next instance",
+}
 REJECTED_DUPLICATE_MESSAGE_ID: dict[str, Any] = {
     "groupId": 5,
     "groupName": "REJECTED",
@@ -172,6 +180,17 @@ def mcc_mnc_for(number: str) -> str:
 
 
 # -- channels --------------------------------------------------------------------------------------
+
+#: Messages API channel to the persona channel whose behaviour it follows (a persona may also name
+#: the Messages API channel itself, which then wins).
+PERSONA_CHANNEL: dict[str, str] = {"VIBER_BM": "VIBER", "VIBER_BOT": "VIBER"}
+
+
+def behaviour_of(persona: dict[str, str], channel: str) -> str:
+    """Return what ``persona`` does on ``channel`` (an OMNI or a Messages API channel)."""
+    alias = PERSONA_CHANNEL.get(channel, channel)
+    return persona.get(channel) or persona.get(alias) or persona.get("*", DELIVER)
+
 
 #: Channel to the request field that carries its content.
 CONTENT_FIELD: dict[str, str] = {

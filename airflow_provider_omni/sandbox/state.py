@@ -293,6 +293,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
     "scenarios.create": (20, 600.0),
     "scenarios.update": (40, 600.0),
     "logs": (120, 60.0),
+    # Infobip's x-throttling-info of POST /messages-api/1/messages/validate: 10 requests a second
+    "messages.validate": (10, 1.0),
 }
 
 #: Largest ``time_scale``: a million simulated seconds (11.6 days) per real second.
@@ -346,6 +348,9 @@ class SandboxConfig:
     request_latency: float = 0.0
     #: Real seconds added per destination of a ``POST /omni/1/advanced``, on top of ``request_latency``.
     latency_per_destination: float = 0.0
+    #: The API key's scopes (``omni-failover:manage``, ``messages-api:message:send``, ...); None: all.
+    #: Only the Messages API routes check them (a 403 naming the scopes they accept).
+    api_key_scopes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.update({name: getattr(self, name) for name in _CHECKED_ON_INIT})
@@ -391,6 +396,15 @@ class SandboxConfig:
                 "report_style", f"unknown report style(s) {unknown}; known: {list(catalog.REPORT_STYLES)}"
             )
         self.report_style = tuple(dict.fromkeys(styles or ["final"]))
+
+    def _set_api_key_scopes(self, value: Any) -> None:
+        if value is None:
+            self.api_key_scopes = None
+            return
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if isinstance(items, Mapping) or not isinstance(items, Sequence):
+            raise SettingError("api_key_scopes", f"api_key_scopes must be a list of scopes, got {value!r}")
+        self.api_key_scopes = tuple(_text(item, "api_key_scopes") for item in items)
 
     def _set_personas(self, value: Any) -> None:
         if not isinstance(value, Mapping):
@@ -502,6 +516,7 @@ class SandboxConfig:
             "logs_lag": self.logs_lag,
             "request_latency": self.request_latency,
             "latency_per_destination": self.latency_per_destination,
+            "api_key_scopes": None if self.api_key_scopes is None else list(self.api_key_scopes),
             "token_ttl": self.token_ttl,
             "username": self.username,
             "client_id": self.client_id,
@@ -589,10 +604,14 @@ ENDPOINTS = (
     "reports",
     "logs",
     "token",
+    "messages",
+    "messages.validate",
+    "messages.reports",
 )
 
-#: Wrong 2xx answers to a send (fault option ``answer``, endpoint ``advanced`` only): an empty body,
-#: ``{}``, a 200 carrying Infobip's ``requestError`` envelope, ``{"bulkId", "messages": []}``, the real
+#: Wrong 2xx answers to a send (fault option ``answer``, endpoint ``advanced`` or ``messages``): an
+#: empty body, ``{}``, a 200 carrying Infobip's error envelope (``requestError``; the Messages API's
+#: ``ApiError``), ``{"bulkId", "messages": []}``, the real
 #: answer with another bulkId, the real answer without its last message, an HTML page.
 ANSWER_KINDS = (
     "empty",
@@ -620,7 +639,7 @@ class Fault:
     :param retry_after: value of the ``Retry-After`` header (seconds), for 429 and 503.
     :param process: handle the request first (e.g. the message IS accepted), then fail the answer.
     :param answer: answer HTTP 200 with a wrong body instead (one of :data:`ANSWER_KINDS`; endpoint
-        ``advanced`` only); with ``process`` the send is accepted first, without it nothing is.
+        ``advanced`` or ``messages``); with ``process`` the send is accepted first, without it nothing is.
     """
 
     endpoint: str = "*"
@@ -663,8 +682,10 @@ class Fault:
             raise SettingError(
                 "answer", f"unknown answer kind {self.answer!r}; allowed: {', '.join(ANSWER_KINDS)}"
             )
-        if self.endpoint != "advanced":
-            raise SettingError("answer", "answer faults are for endpoint 'advanced' only")
+        if self.endpoint not in ("advanced", "messages"):
+            raise SettingError(
+                "answer", "answer faults are for the sends only (endpoint 'advanced' or 'messages')"
+            )
         if self.status is not None or self.drop:
             raise SettingError("answer", "answer cannot be combined with status or drop")
 
@@ -847,6 +868,10 @@ class SandboxState:
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
         self._sends: deque[dict[str, Any]] = deque(maxlen=MAX_SEND_RECORDS)
+        from airflow_provider_omni.sandbox.messages_api import MessagesApiStore
+
+        #: The Messages API's messages and reports (``/messages-api/1/...``), apart from OMNI's.
+        self.messages_api = MessagesApiStore(self)
 
     def reset(self, keep_config: bool = False) -> None:
         """Forget everything (scenarios, messages, stats, faults, tokens); restore the initial
@@ -1281,6 +1306,17 @@ class SandboxState:
             self._store(message)
         return message, to_fields
 
+    def timeline(
+        self,
+        message: Message,
+        steps: list[tuple[str, str | None]],
+        validities: dict[str, float],
+        start: float,
+    ) -> list[Attempt]:
+        """Return the simulated failover of ``message`` over ``steps`` (channel, sender) from
+        ``start``: the persona of ``message.to`` decides each step; it stops at the first delivery."""
+        return self._timeline(message, steps, validities, start)
+
     def _timeline(
         self,
         message: Message,
@@ -1294,7 +1330,7 @@ class SandboxState:
         attempts: list[Attempt] = []
         moment = start
         for index, (channel, sender) in enumerate(steps):
-            behaviour = persona.get(channel, persona.get("*", catalog.DELIVER))
+            behaviour = catalog.behaviour_of(persona, channel)
             delay = low + (high - low) * self._fraction(
                 self.config.seed, message.message_id, message.to, index
             )
@@ -1557,6 +1593,7 @@ class SandboxState:
                 "messages_with_pending_reports": len(self._pending),
                 "messages_logged": len(self._messages),
                 "scenarios": len(self._scenarios),
+                "messages_api": self.messages_api.stats(),
                 "simulated_now": format_time(self.clock.now()),
                 "time_scale": self.clock.scale,
             }

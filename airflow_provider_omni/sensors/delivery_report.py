@@ -19,14 +19,16 @@ from airflow_provider_omni.version_compat import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
+    sensor_context,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_omni.hooks.omni import OmniHook
+    from airflow_provider_omni.messages_api import Backend
     from airflow_provider_omni.models import OmniChannel, OmniLog
     from airflow_provider_omni.outcome import DeliveryTracker
 
@@ -160,9 +162,20 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         retries and the deferral).  For networks that never send a handset report.  Default ``None``:
         such a destination stays ``PENDING`` until a final report or the timeout.
     :param deferrable: wait in the triggerer instead of a worker slot.
+    :param backend: ``omni`` or ``messages_api`` (``GET /messages-api/1/reports``).  Default: the send's
+        (its XCom says ``messages_api``), else the connection's ``backend`` extra, else ``omni``
+        (templated).  The Messages API has no logs: nothing can be rebuilt, so every report consumed
+        is kept in the task state store right after its request, before the poke goes on; a deferrable
+        wait leaves every report to the trigger, which keeps them in memory until its one event.
+        Before Airflow 3.3 (no task state store), a poke-mode wait whose worker dies, and a
+        reschedule-mode wait between its pokes, lose the reports they consumed: those destinations
+        stay ``PENDING`` until the timeout; reschedule mode is therefore refused there.  A triggerer
+        that dies mid-wait loses the reports its trigger consumed the same way; a trigger that ends
+        with an error or a timeout hands them back, and they are kept for the retry.  ``detail_path``
+        and bare ``bulk_ids`` (sizes from the logs) are refused on this backend.
     """
 
-    template_fields: Sequence[str] = ("send_result", "bulk_ids", "message_ids", "detail_path")
+    template_fields: Sequence[str] = ("send_result", "bulk_ids", "message_ids", "detail_path", "backend")
     ui_color = "#7360f2"
 
     def __init__(
@@ -179,6 +192,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         logs_reconcile_interval: float | None = 600.0,
         accept_delivered_to_operator_after: timedelta | float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        backend: str | None = None,
         **kwargs: Any,
     ) -> None:
         if deferrable:
@@ -200,6 +214,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         self.logs_reconcile_interval = logs_reconcile_interval
         self.accept_delivered_to_operator_after = _seconds(accept_delivered_to_operator_after)
         self.deferrable = deferrable
+        self.backend = backend
         self._tracker: DeliveryTracker | None = None
         self._resolved_flow: tuple[str, ...] | None = None
         self._fingerprint: str | None = None
@@ -218,6 +233,27 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         from airflow_provider_omni.hooks.omni import OmniHook
 
         return OmniHook(omni_conn_id=self.omni_conn_id)
+
+    @cached_property
+    def resolved_backend(self) -> Backend:
+        """``backend``, else the send's (its XCom), else the connection's ``backend`` extra, else OMNI."""
+        from airflow_provider_omni.messages_api import resolve_backend
+
+        if self.backend:
+            return resolve_backend(self.backend)
+        results = _send_results(self.send_result) if self.send_result is not None else []
+        sent = {str(r.get("backend") or "omni") for r in results}
+        if len(sent) > 1:
+            raise AirflowException("The sends used different backends; wait for each with its own sensor")
+        if sent:
+            return resolve_backend(sent.pop())
+        return resolve_backend(None, self.hook.settings.backend)
+
+    @property
+    def _on_messages_api(self) -> bool:
+        from airflow_provider_omni.messages_api import Backend
+
+        return self.resolved_backend is Backend.MESSAGES_API
 
     # -- what to wait for ------------------------------------------------------------------------------
 
@@ -256,10 +292,20 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         return self._resolved_flow
 
     def _scenario_flow(self) -> tuple[str, ...]:
-        """Read the flow of the send's scenario (its ``scenario_key``, or the account's default)."""
-        from airflow_provider_omni.outcome import DEFAULT_FLOW
+        """Read the flow of the send's scenario (its ``scenario_key``, or the account's default); on the
+        Messages API, the flow the send wrote into its requests (its XCom's ``flow``)."""
+        from airflow_provider_omni.outcome import DEFAULT_FLOW, normalize_flow
 
         results = _send_results(self.send_result) if self.send_result is not None else []
+        if self._on_messages_api:
+            written = {tuple(normalize_flow(r.get("flow") or DEFAULT_FLOW)) for r in results} or {
+                DEFAULT_FLOW
+            }
+            if len(written) > 1:
+                raise AirflowException(
+                    f"The sends have different flows ({written}); wait for each separately"
+                )
+            return written.pop()
         if not results or any("scenario_key" not in r for r in results):
             return DEFAULT_FLOW
         flows = {
@@ -314,6 +360,14 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             bulks = [bulks]
         if isinstance(bulks, Mapping):
             return DeliveryTracker({str(k): int(v) for k, v in bulks.items()}, **options)
+        if self._on_messages_api:
+            from airflow_provider_omni.exceptions import OmniValidationError
+
+            raise OmniValidationError(
+                "bulk_ids: on the Messages API give {bulk_id: number of destinations} (or send_result): "
+                "there are no logs to count them in",
+                validation_errors={"bulk_ids": ["a dict of sizes on the Messages API backend"]},
+            )
         sizes = {}
         for bulk_id in map(str, bulks):
             rows = list(fetch_logs_sync(self.hook, [bulk_id], "bulk", flow))
@@ -353,6 +407,14 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         store = self._store(context)
         stored = store.get(STATE_KEY) if store is not None else None
         mine = _of_this_send(stored, self._target_fingerprint())
+        if mine is not None and mine.get("state") and mine.get("dirty", True) and self._on_messages_api:
+            # no logs to rebuild from: what was kept is the best there is (it trails a crash by at most
+            # the reports of one request)
+            self.log.warning(
+                "The last poke may have ended between taking reports and keeping them; the Messages API "
+                "has no logs to read them again, so the destinations of those reports may stay PENDING"
+            )
+            mine = {**mine, "dirty": False}
         if mine is not None and not mine.get("dirty", True):
             try:
                 tracker = self._restore(store, mine["state"])
@@ -406,6 +468,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
 
     def _reconcile_due(self) -> bool:
         """Tell whether to read the logs again: after a failed poll, or every ``logs_reconcile_interval``."""
+        if self._on_messages_api:
+            return False  # no logs to reconcile with
         interval = self.logs_reconcile_interval
         return self._logs_due or (interval is not None and time.time() - self._logs_read_at >= interval)
 
@@ -429,6 +493,13 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
     def _rebuild_from_logs(self, tracker: DeliveryTracker) -> None:
         unfinished = tracker.unfinished()
         if not unfinished:
+            return
+        if self._on_messages_api:
+            self._logs_read_at, self._logs_due = time.time(), False
+            self.log.warning(
+                "No kept delivery state for this wait, and the Messages API has no logs: reports an "
+                "earlier run consumed are lost (their destinations stay PENDING until the timeout)"
+            )
             return
         made_final = tracker.ingest_many(
             fetch_logs_sync(self.hook, unfinished, tracker.key_by, tracker.flow, tracker.expected())
@@ -510,7 +581,10 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
         if to_poll:
             self._mark_dirty(context)
-            self._poll(tracker, to_poll, unfinished)
+            keep = (
+                (lambda: self._save_tracker(context, tracker, dirty=True)) if self._on_messages_api else None
+            )
+            self._poll(tracker, to_poll, unfinished, keep)
             self._save_tracker(context, tracker)
         counts = tracker.counts()
         self.log.info("Delivery outcomes so far: %s", counts)
@@ -524,23 +598,37 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         """Whether to leave the reports to the trigger: a deferrable wait without a task state store
         (Airflow before 3.3) would lose what it consumes before deferring (reports are handed out once),
         so it reads only the logs here and defers when anything is unfinished."""
+        if self.deferrable and self._on_messages_api:
+            self.log.info("Messages API: the trigger reads every report (and keeps them until its event)")
+            return True
         if not self.deferrable or self._store(context) is not None:
             return False
         self.log.info("No task state store (Airflow before 3.3): the trigger reads the reports")
         return True
 
-    def _poll(self, tracker: DeliveryTracker, to_poll: list[str], unfinished: list[str]) -> None:
+    def _poll(
+        self,
+        tracker: DeliveryTracker,
+        to_poll: list[str],
+        unfinished: list[str],
+        keep: Callable[[], None] | None = None,
+    ) -> None:
+        """Read the reports of each bucket once; ``keep`` stores the tracker after each request that
+        brought any (reports are handed out once)."""
+        get = self.hook.get_messages_api_reports if self._on_messages_api else self.hook.get_reports
         for index, bucket_id in enumerate(to_poll):
             metrics.count_poll("reports")
             try:
                 if tracker.key_by == "message":
-                    reports = self.hook.get_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
+                    reports = get(message_id=bucket_id, limit=_REPORTS_LIMIT)
                 else:
-                    reports = self.hook.get_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
+                    reports = get(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
             except Exception:
                 tracker.note_failed_without_error(b for b in to_poll[index:] if b not in unfinished)
                 raise
             tracker.ingest_many(reports)
+            if reports and keep is not None:
+                keep()
 
     def _after_failure(self, context: Context, error: Exception) -> PokeReturnValue:
         """A poke failed with something that can heal: log it, and wait (with backoff) for the next."""
@@ -684,7 +772,7 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             get_first = getattr(context.get("ti"), "get_first_reschedule_date", None)
             first = get_first(context) if get_first is not None else None
             if first is not None:
-                return _timestamp(first)
+                return float(first.timestamp())
         return time.time()
 
     def execute(self, context: Context) -> Any:
@@ -692,6 +780,23 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
         dry_run = self._dry_run_summary()
         if dry_run is not None:
             return dry_run
+        if self.reschedule:  # Airflow 3.0's reschedule date as a datetime, for us and the base class
+            context = sensor_context(context)
+        if self._on_messages_api and self.reschedule and self._store(context) is None:
+            from airflow_provider_omni.exceptions import OmniConfigurationError
+
+            raise OmniConfigurationError(
+                "mode='reschedule' on the Messages API needs a task state store (Airflow 3.3+): each "
+                "reschedule would lose the reports the earlier pokes consumed, which that API never hands "
+                "out again. Use deferrable=True (or mode='poke')."
+            )
+        if self.detail_path and self._on_messages_api:
+            from airflow_provider_omni.exceptions import OmniValidationError
+
+            raise OmniValidationError(
+                "detail_path: the detail file is read from the logs, which the Messages API does not have",
+                validation_errors={"detail_path": ["not available on the Messages API backend"]},
+            )
         timeout = self._timeout_seconds()
         if self._deadline is None:
             self._deadline = self._start_deadline(context)
@@ -748,6 +853,8 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 refused=_refusals_of(tracker),
                 delivered_to_operator=tracker.delivered_to_operator_state() or None,
                 accept_delivered_to_operator_after=self.accept_delivered_to_operator_after,
+                backend=self.resolved_backend.value,
+                state=tracker.progress_state() if self._on_messages_api else None,
             ),
             method_name="execute_complete",
             # the trigger ends itself at end_time with a "timeout" event; this is only a backstop
@@ -766,8 +873,10 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
             raise AirflowException(
                 f"OmniDeliveryReportSensor got an unexpected trigger event: {event!r:.500}"
             )
+        if isinstance(event.get("state"), dict):
+            self._keep_trigger_progress(context, event["state"])
         if event["status"] == "error":
-            raise AirflowException(f"Waiting for OMNI delivery reports failed: {event.get('message')}")
+            raise AirflowException(f"Waiting for delivery reports failed: {event.get('message')}")
         summary = self._merge_pre_defer(context, event["summary"])
         if event["status"] == "timeout":
             if not self.succeed_on_timeout:
@@ -775,6 +884,17 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 raise AirflowSensorTimeout(f"{event.get('message')}; outcomes so far: {summary['outcomes']}")
             self.log.warning("%s", event.get("message"))
         return self._finish(summary, context)
+
+    def _keep_trigger_progress(self, context: Context, state: dict[str, Any]) -> None:
+        """Keep in the task state store what the trigger learnt from reports (Messages API: they cannot
+        be read again), so that a retry goes on from there."""
+        from airflow_provider_omni.outcome import DeliveryTracker
+
+        tracker = self._new_tracker(context)
+        tracker.take_progress(DeliveryTracker.from_state(state))
+        self._save_tracker(context, tracker)
+        if self._store(context) is None:
+            self.log.warning("No task state store: the reports the trigger consumed are lost for a retry")
 
     def _merge_pre_defer(self, context: Context, trigger_summary: dict[str, Any]) -> dict[str, Any]:
         """Complete the trigger's summary with what only this task knows: the destinations rejected at
@@ -800,16 +920,6 @@ class OmniDeliveryReportSensor(BaseSensorOperator):
                 failed_cap=self.failed_cap,
             )
         return known.complete_summary(trigger_summary)
-
-
-def _timestamp(value: Any) -> float:
-    """Seconds since the epoch of a datetime, or of the ISO text Airflow 3.0's task SDK returns for
-    ``get_first_reschedule_date``."""
-    if isinstance(value, str):
-        import pendulum
-
-        value = pendulum.parse(value)
-    return float(value.timestamp())
 
 
 def _of_this_send(stored: Any, fingerprint: str) -> dict[str, Any] | None:

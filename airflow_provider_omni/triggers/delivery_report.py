@@ -69,6 +69,13 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         when (:meth:`~airflow_provider_omni.outcome.DeliveryTracker.delivered_to_operator_state`).
     :param accept_delivered_to_operator_after: seconds after which a destination whose last-step
         report is ``DELIVERED_TO_OPERATOR`` counts as delivered; ``None``: never.
+    :param backend: ``omni``, or ``messages_api``: ``GET /messages-api/1/reports``, and no logs to
+        rebuild from (the sensor leaves every report to the trigger, which keeps them in memory until
+        its event; a triggerer restart loses those consumed before it).
+    :param state: on the Messages API, what the reports already told
+        (:meth:`~airflow_provider_omni.outcome.DeliveryTracker.progress_state`): a retry's trigger goes
+        on from it, and an ``error`` or ``timeout`` event hands the trigger's own back (``"state"``),
+        since nothing can be read again.
     """
 
     def __init__(
@@ -85,8 +92,12 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         refused: Mapping[str, Any] | None = None,
         delivered_to_operator: Mapping[str, Any] | None = None,
         accept_delivered_to_operator_after: float | None = None,
+        backend: str = "omni",
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.backend = str(backend)
+        self.state = dict(state) if state else None
         self.buckets = {str(k): int(v) for k, v in buckets.items()}
         self.omni_conn_id = omni_conn_id
         self.poll_interval = float(poll_interval)
@@ -117,6 +128,8 @@ class OmniDeliveryReportTrigger(BaseTrigger):
                 "refused": self.refused,
                 "delivered_to_operator": self.delivered_to_operator,
                 "accept_delivered_to_operator_after": self.accept_delivered_to_operator_after,
+                "backend": self.backend,
+                "state": self.state,
             },
         )
 
@@ -129,6 +142,10 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         return OmniHook(omni_conn_id=self.omni_conn_id)
 
     def _tracker(self) -> DeliveryTracker:
+        if self.state is not None:
+            tracker = DeliveryTracker.from_state(self.state)
+            tracker.set_refusals(self.refused)
+            return tracker
         tracker = DeliveryTracker(
             self.buckets,
             flow=self.flow,
@@ -152,26 +169,36 @@ class OmniDeliveryReportTrigger(BaseTrigger):
             queue.extend(more_logs_requests(request, rows, flow=tracker.flow, expected=expected))
             tracker.ingest_many(rows)
 
+    @property
+    def _on_messages_api(self) -> bool:
+        return self.backend == "messages_api"
+
     async def _poll_once(self, hook: Any, tracker: DeliveryTracker) -> None:
         unfinished = tracker.unfinished()
         # buckets the logs declared failed without an error: ask their reports once for the error
         to_poll = unfinished + sorted(tracker.pop_failed_without_error() - set(unfinished))
+        get = hook.aget_messages_api_reports if self._on_messages_api else hook.aget_reports
         for index, bucket_id in enumerate(to_poll):
             metrics.count_poll("reports")
             try:
                 if self.key_by == "message":
-                    reports = await hook.aget_reports(message_id=bucket_id, limit=_REPORTS_LIMIT)
+                    reports = await get(message_id=bucket_id, limit=_REPORTS_LIMIT)
                 else:
-                    reports = await hook.aget_reports(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
+                    reports = await get(bulk_id=bucket_id, limit=_REPORTS_LIMIT)
             except Exception:
                 tracker.note_failed_without_error(b for b in to_poll[index:] if b not in unfinished)
                 raise
             tracker.ingest_many(reports)
 
     def _event(self, status: str, tracker: DeliveryTracker, message: str) -> TriggerEvent:
-        return TriggerEvent(
-            {"status": status, "summary": tracker.summary(timed_out=status == "timeout"), "message": message}
-        )
+        payload = {
+            "status": status,
+            "summary": tracker.summary(timed_out=status == "timeout"),
+            "message": message,
+        }
+        if self._on_messages_api and status != "success":
+            payload["state"] = tracker.progress_state()  # the reports it consumed exist nowhere else
+        return TriggerEvent(payload)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Rebuild from the logs, then poll the reports until all are final or the deadline passes."""
@@ -183,7 +210,7 @@ class OmniDeliveryReportTrigger(BaseTrigger):
         logs_read_at: float | None = None  # None: read the logs first (or again, after a failure)
         while True:
             try:
-                if logs_read_at is None or self._reconcile_due(logs_read_at):
+                if not self._on_messages_api and (logs_read_at is None or self._reconcile_due(logs_read_at)):
                     await self._rebuild_from_logs(hook, tracker)
                     logs_read_at = time.time()
                 await self._poll_once(hook, tracker)
