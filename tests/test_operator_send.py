@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_omni.exceptions import OmniError, OmniValidationError
 from airflow_provider_omni.hooks.omni import OmniHook
 from airflow_provider_omni.models import Destination, SmsData, ViberData
-from airflow_provider_omni.operators._ids import BULK_ID_MAX, bulk_id, label
+from airflow_provider_omni.operators._ids import BULK_ID_MAX, bulk_id, label, send_key_of
 from airflow_provider_omni.operators.send import (
     OmniSendAdvancedMessageOperator,
     build_send_result,
@@ -212,6 +212,23 @@ def test_bulk_ids_stay_within_100_characters() -> None:
     # shortened labels still tell different long ids apart
     assert long_label != label("d" * 249 + "x", "group." + "t" * 240)
     assert len(bulk_id(label("", "", "p" * 500), "f" * 16, ["a"])) <= BULK_ID_MAX
+
+
+@pytest.mark.parametrize("suffix", ["", "r2", "r10"])
+@pytest.mark.parametrize(
+    "bulk_label", [label("dag", "task"), label("dag", "group.task"), "campaign", label("d" * 250, "t" * 240)]
+)
+def test_the_send_key_is_read_back_from_any_bulk_id(bulk_label: str, suffix: str) -> None:
+    # a bulk sent again carries ".r2": the e2e run's truth missed such a bulk when it read the key
+    # as the second part from the end
+    made = bulk_id(bulk_label, "0123456789abcdef", ["m1", "m2"], suffix=suffix)
+
+    assert send_key_of(made) == "0123456789abcdef"
+
+
+def test_a_bulk_id_of_another_shape_has_no_send_key() -> None:
+    assert send_key_of("my-own-bulk") is None
+    assert send_key_of("a.b") is None
 
 
 # -- forms of input -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
@@ -131,6 +132,15 @@ def bulk_id(bulk_label: str, key: str, member_ids: Iterable[str], suffix: str = 
         digest.update(member.encode("utf-8") + b"\n")
     text = f"{bulk_label}.{key}.{digest.hexdigest()[:BULK_HASH_LENGTH]}"
     return f"{text}.{suffix}" if suffix else text
+
+
+def send_key_of(bulk: str) -> str | None:
+    """Return the send key inside a bulk id made by :func:`bulk_id` (``{label}.{key}.{hash}``, then
+    ``.r{n}`` when the same members went out again), or None when ``bulk`` has no such shape."""
+    parts = bulk.split(".")
+    if len(parts) >= 4 and re.fullmatch(r"r\d+", parts[-1]):
+        parts.pop()
+    return parts[-2] if len(parts) >= 3 else None
 
 
 def member_key(message: str) -> bytes:
