@@ -79,28 +79,35 @@ def _registry(strict: bool) -> Registry:
 
 
 def _validator(schema: dict[str, Any], strict: bool) -> Draft202012Validator:
-    return Draft202012Validator(_rebase(schema), registry=_registry(strict))
+    return Draft202012Validator(rebase_refs(schema, DOCUMENT_URI), registry=_registry(strict))
 
 
-def _rebase(schema: dict[str, Any]) -> dict[str, Any]:
-    """Point the document-relative refs (``#/components/...``) of ``schema`` at the document URI."""
+def rebase_refs(node: Any, uri: str) -> Any:
+    """Point the document-relative refs (``#/components/...``) of ``node`` at the document ``uri``
+    (and drop ``$id``s), so that a validator finds them in the registry."""
+    if isinstance(node, dict):
+        return {
+            k: (
+                f"{uri}{v}"
+                if k == "$ref" and isinstance(v, str) and v.startswith("#/")
+                else rebase_refs(v, uri)
+            )
+            for k, v in node.items()
+            if k != "$id"
+        }
+    if isinstance(node, list):
+        return [rebase_refs(v, uri) for v in node]
+    return node
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: (
-                    f"{DOCUMENT_URI}{v}"
-                    if k == "$ref" and isinstance(v, str) and v.startswith("#/")
-                    else walk(v)
-                )
-                for k, v in node.items()
-                if k != "$id"
-            }
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
 
-    return walk(schema)
+def follow_refs(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow ``node``'s ``$ref`` to ``#/components/...`` of ``doc`` (responses, request bodies)."""
+    while "$ref" in node:
+        target: Any = doc
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
 
 
 def _operation(path: str, method: str, strict: bool = False) -> tuple[str, dict[str, Any]]:
@@ -122,12 +129,7 @@ def _operation(path: str, method: str, strict: bool = False) -> tuple[str, dict[
 
 def _resolve(node: dict[str, Any], strict: bool = False) -> dict[str, Any]:
     """Follow a ``$ref`` to ``#/components/...`` (responses, request bodies)."""
-    while "$ref" in node:
-        target: Any = document(strict)
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
+    return follow_refs(document(strict), node)
 
 
 def request_schema(

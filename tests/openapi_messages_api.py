@@ -16,6 +16,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from tests.openapi import follow_refs, rebase_refs
+
 DOCUMENT_PATH = Path(__file__).resolve().parent / "data" / "infobip-messages-api-openapi.reduced.json"
 DOCUMENT_URI = "urn:infobip:messages-api-openapi"
 JSON = "application/json"
@@ -36,29 +38,8 @@ def _registry() -> Registry:
     return Registry().with_resource(DOCUMENT_URI, resource)
 
 
-def _rebase(node: Any) -> Any:
-    """Point the document-relative refs (``#/components/...``) at the document URI."""
-    if isinstance(node, dict):
-        return {
-            k: (
-                f"{DOCUMENT_URI}{v}"
-                if k == "$ref" and isinstance(v, str) and v.startswith("#/")
-                else _rebase(v)
-            )
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_rebase(v) for v in node]
-    return node
-
-
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        target: Any = document()
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
+    return follow_refs(document(), node)
 
 
 def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
@@ -75,7 +56,7 @@ def request_examples(path: str) -> dict[str, Any]:
 
 def errors(schema: dict[str, Any], body: Any) -> list[str]:
     """Return every violation of ``schema`` by ``body`` as ``path: message`` (empty when valid)."""
-    validator = Draft202012Validator(_rebase(schema), registry=_registry())
+    validator = Draft202012Validator(rebase_refs(schema, DOCUMENT_URI), registry=_registry())
     found = validator.iter_errors(body)
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in found]
 

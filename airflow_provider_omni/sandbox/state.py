@@ -1301,7 +1301,7 @@ class SandboxState:
             if not steps:
                 message.rejected = _REJECTED_DESTINATION
         else:
-            message.attempts = self._timeline(message, steps, validities, start)
+            message.attempts = self.timeline(message, steps, validities, start)
         if dry_run_ids is None:
             self._store(message)
         return message, to_fields
@@ -1315,15 +1315,6 @@ class SandboxState:
     ) -> list[Attempt]:
         """Return the simulated failover of ``message`` over ``steps`` (channel, sender) from
         ``start``: the persona of ``message.to`` decides each step; it stops at the first delivery."""
-        return self._timeline(message, steps, validities, start)
-
-    def _timeline(
-        self,
-        message: Message,
-        steps: list[tuple[str, str | None]],
-        validities: dict[str, float],
-        start: float,
-    ) -> list[Attempt]:
         persona = self.config.persona_of(message.to)
         low, high = self.config.delivery_delay
         fallback_ids = "fallback_new_message_id" in message.submission.styles
