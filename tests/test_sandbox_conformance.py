@@ -32,8 +32,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +41,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import schemathesis_cli
 from tests.openapi import document as openapi_document
 
 if TYPE_CHECKING:
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 
     import schemathesis
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -331,52 +329,22 @@ if os.environ.get(SEEDING_ENV):  # imported by `schemathesis run` as its hooks m
 
 
 def run_schemathesis(
-    url: str, api_key: str, doc: dict[str, Any], workdir: Path, seeding: dict[str, Any] | None = None
+    url: str, api_key: str, doc: dict[str, Any], workdir: Path, seeding: dict[str, Any]
 ) -> tuple[int, str]:
-    """Run ``schemathesis run`` with every check against ``url``; return its exit code and output.
-
-    With ``seeding``, this module is the run's hooks module (see :func:`register_seeding_hooks`).
-    """
-    doc_path = workdir / "omni-openapi.json"
-    doc_path.write_text(json.dumps(doc), encoding="utf-8")
-    config_path = workdir / "schemathesis.toml"
+    """Run ``schemathesis run`` with every check against ``url``, this module its hooks module (see
+    :func:`register_seeding_hooks`); return its exit code and output."""
     names = ", ".join(json.dumps(name) for name in LOOSE_REQUEST_BODIES)
-    config_path.write_text(CONFIG.format(names=names), encoding="utf-8")
-    env = dict(os.environ)
-    if seeding is not None:
-        env[SEEDING_ENV] = json.dumps(seeding)
-        env["SCHEMATHESIS_HOOKS"] = "tests.test_sandbox_conformance"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "--config-file",
-        str(config_path),
-        "run",
-        str(doc_path),
-        "--url",
+    return schemathesis_cli.run_schemathesis(
         url,
-        "--header",
-        f"Authorization: App {api_key}",
-        "--checks",
-        "all",
-        "--max-examples",
-        str(MAX_EXAMPLES),
-        "--seed",
-        str(SEED),
-        "--workers",
-        "1",
-        "--generation-database",
-        "none",
-        "--no-color",
-        "--output-truncate",
-        "false",
-    ]
-    done = subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=200, check=False
+        api_key,
+        doc,
+        workdir,
+        config=CONFIG.format(names=names),
+        seed=SEED,
+        max_examples=MAX_EXAMPLES,
+        hooks=("tests.test_sandbox_conformance", SEEDING_ENV, seeding),
+        timeout=200,
     )
-    return done.returncode, done.stdout + done.stderr
 
 
 def read_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
